@@ -1,0 +1,36 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Each creates .venv when missing and installs the project (pinned in pyproject.toml) into it.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test results-cpu browser clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Headless Chromium for the viewer test (Debian package; CI runs as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for the viewer test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "warning: chromium could not be installed; the viewer test will be skipped"; }
+
+demo: $(STAMP)
+	$(BIN)/raygan demo --out runs/demo
+
+test: $(STAMP) browser
+	$(BIN)/python -m pytest -q
+
+results-cpu: $(STAMP)
+	$(BIN)/raygan demo --out runs/results-cpu --profile results
+
+clean:
+	rm -rf runs .pytest_cache
