@@ -1,0 +1,108 @@
+"""The explanation report: one self-contained HTML page for a handful of explained images.
+
+Per image: the paper's Figure 2 and its probability-vs-alpha curve; for the set: the metrics
+table, an overview table and every traversal curve on one chart. Pure: explanations in, HTML out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from raygan.render import charts
+from raygan.render import html as H
+from raygan.render.figure import explanation_figure
+from raygan.render.images import png_bytes
+
+
+def _finite(value: Any) -> float | None:
+    return None if value is None or not math.isfinite(float(value)) else float(value)
+
+
+def _flipped(expl: Any) -> bool:
+    """The flip of DESIGN.md's flip rate: called positive, and the counterfactual is called negative."""
+    return float(expl.p_input) > 0.5 and float(expl.p_counterfactual) < 0.5
+
+
+def _pills(expl: Any) -> str:
+    monotone = ('<span class="pill good">monotone</span>' if expl.monotone
+                else '<span class="pill bad">not monotone</span>')
+    crossing = _finite(expl.crossing_alpha)
+    cross = (f'<span class="pill">reaches 0.5 at α={crossing:.2f}</span>' if crossing is not None
+             else '<span class="pill bad">never reaches 0.5</span>')
+    flip = '<span class="pill good">counterfactual flips the decision</span>' if _flipped(expl) else ""
+    fallback = ('<span class="pill bad">z₂ ≈ 0: walked the mean positive direction</span>'
+                if getattr(expl, "used_fallback", False) else "")
+    stats = (f'<span class="note">Spearman ρ={float(expl.spearman):.2f} · reconstruction MSE '
+             f"{float(expl.recon_mse):.4f}, SSIM {float(expl.recon_ssim):.3f}</span>")
+    return f"<p>{monotone}{cross}{flip}{fallback}{stats}</p>"
+
+
+def _overview(explanations: Sequence[Any]) -> str:
+    rows = [
+        [
+            f'<a href="#img-{i}" class="mono">{H.esc(e.image_id)}</a>',
+            H.p_cell(float(e.p_input)), H.p_cell(float(e.p_reconstruction)), H.p_cell(float(e.p_counterfactual)),
+            H.fmt(bool(e.monotone)), H.fmt(float(e.spearman), digits=2), H.fmt(_finite(e.crossing_alpha), digits=2),
+            H.fmt(float(e.recon_mse), digits=4), H.fmt(float(e.recon_ssim), digits=3),
+        ]
+        for i, e in enumerate(explanations)
+    ]
+    headers = ["image", "p(input)", "p(reconstruction)", "p(counterfactual)", "monotone", "Spearman ρ",
+               "crossing α", "recon MSE", "recon SSIM"]
+    return H.table(headers, rows, numeric=range(1, 9))
+
+
+def _metrics_table(metrics: Mapping[str, float]) -> str:
+    if not metrics:
+        return '<p class="note">No metrics were computed for this run.</p>'
+    rows = [[H.esc(name), H.fmt(_finite(value), digits=4)] for name, value in metrics.items()]
+    return H.table(["metric", "value"], rows, numeric=[1])
+
+
+def _image_section(index: int, expl: Any) -> str:
+    alphas = [float(a) for a in expl.traversal_alphas]
+    probs = [float(p) for p in expl.traversal_probs]
+    fig = png_bytes(explanation_figure(expl, header=False))  # the HTML heading says the same
+    curve = charts.probability_curve_png(alphas, probs, crossing_alpha=_finite(expl.crossing_alpha))
+    return (
+        f'<section class="image" id="img-{index}"><h3 class="mono">{H.esc(expl.image_id)}</h3>{_pills(expl)}'
+        + '<div class="row">'
+        + H.figure(fig, alt=f"Figure 2 for {expl.image_id}",
+                   caption="(a) reconstruction and counterfactual, (b) latent traversal, (c) difference map vs. "
+                           "Grad-CAM and Integrated Gradients; p = classifier p(positive).")
+        + H.figure(curve, alt=f"p(positive) against alpha for {expl.image_id}", scale=charts.DISPLAY_SCALE,
+                   caption="Classifier p(positive) along the traversal; dashed: the 0.5 decision threshold.")
+        + "</div></section>"
+    )
+
+
+def explanation_report(explanations: Sequence[Any], metrics: Mapping[str, float], *,
+                       title: str = "raygan explanations") -> str:
+    """One self-contained HTML page (inline CSS and base64 PNGs, no external assets) for these explanations."""
+    explanations = list(explanations)
+    n = len(explanations)
+    monotone = sum(bool(e.monotone) for e in explanations)
+    called_positive = sum(float(e.p_input) > 0.5 for e in explanations)
+    flipped = sum(_flipped(e) for e in explanations)
+    summary = H.cards([
+        (str(n), "images explained"),
+        (f"{monotone}/{n}", "monotone traversals"),
+        (f"{flipped}/{called_positive}", "positive calls flipped by the counterfactual"),
+    ])
+    curves = [(str(e.image_id), [float(a) for a in e.traversal_alphas], [float(p) for p in e.traversal_probs])
+              for e in explanations]
+    body = [
+        "<h2>Summary</h2>", summary,
+        '<div class="row"><div><h3>Metrics</h3>', _metrics_table(metrics), "</div>",
+        "<div><h3>All traversals</h3>",
+        H.figure(charts.probability_curves_png(curves), alt="p(positive) against alpha for every image",
+                 scale=charts.DISPLAY_SCALE,
+                 caption="Each line is one image's traversal from its counterfactual (α = 0) to its "
+                         "reconstruction (α = 1)."),
+        "</div></div>",
+        "<h2>Images</h2>", _overview(explanations) if explanations else '<p class="note">No images.</p>',
+        *(_image_section(i, e) for i, e in enumerate(explanations)),
+    ]
+    return H.page(title, "".join(body), subtitle=f"{n} image{'s' if n != 1 else ''} · latent traversal explanations")

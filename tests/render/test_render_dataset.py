@@ -1,0 +1,108 @@
+"""dataset_report over a small synthetic results table, write_dataset_report and `raygan report`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from raygan import storage
+from raygan.cli import main
+from raygan.render import ReportError, dataset_report, write_dataset_report
+
+KINDS = ["centre", "corner", "centre", "corner", "centre", "centre"]
+
+
+def _local_reader(uri: str) -> bytes:
+    return Path(uri).read_bytes()
+
+
+def _shortcut_order(page: str) -> list[str]:
+    """image_ids in the order the shortcut table lists them."""
+    table = page[page.index("Images whose maps look at the border"):]
+    table = table[: table.index("</table>")]
+    return re.findall(r'class="mono"[^>]*>([a-z]+-\d+)<', table)
+
+
+def test_border_heavy_images_come_first(tmp_path: Path, write_results) -> None:
+    results = write_results(str(tmp_path), kinds=KINDS, lungs=True, markers=True)
+    page = dataset_report(results, reader=_local_reader, title="dataset")
+    order = _shortcut_order(page)
+    assert sorted(order) == sorted(f"{k}-{i}" for i, k in enumerate(KINDS))
+    assert set(order[:2]) == {"corner-1", "corner-3"}
+    assert "outside lungs" in page  # the lung_mask column adds the outside-lung share
+    assert "with marker" in page and "100.0% on marker" in page  # marker_mask: how many carry one, map mass on it
+    # Every image id, the error with its message, the label table, distributions, inline images.
+    assert "broken-0" in page and "cannot decode image (3 bytes, starting b&#x27;xyz&#x27;): broken 0" in page
+    assert "By label" in page and "label 0" in page and "label 1" in page
+    assert page.count("data:image/png;base64,") >= 3 + len(KINDS) * 2  # charts, mean maps, thumbnails
+    assert "file://" + str(tmp_path / "artifacts" / "corner-1" / "figure.png") in page
+
+
+def test_maps_given_directly_and_figure_links_rebased(tmp_path: Path, write_results) -> None:
+    from raygan.render.regions import decode_map
+
+    results = write_results(str(tmp_path), kinds=KINDS)
+    maps = {f"{k}-{i}": {"diff": decode_map((tmp_path / "artifacts" / f"{k}-{i}" / "diff.png").read_bytes())}
+            for i, k in enumerate(KINDS)}
+    page = dataset_report(results, maps=maps, map_names=("diff",), artifact_base="https://example.org/run")
+    assert _shortcut_order(page)[:2] in (["corner-1", "corner-3"], ["corner-3", "corner-1"])
+    assert 'href="https://example.org/run/artifacts/corner-1/figure.png"' in page
+
+
+def test_without_maps_the_report_still_summarises(tmp_path: Path, write_results) -> None:
+    page = dataset_report(write_results(str(tmp_path), kinds=KINDS, errors=3), title="no maps")
+    assert "No attribution maps" in page and page.count("broken-") == 3
+    assert re.search(r">error</td><td class=num>3<", page)
+
+
+def test_mixed_bundles_are_refused_unless_one_is_chosen(tmp_path: Path, write_results) -> None:
+    bundles = ["bundle-a", "bundle-b"] * 3
+    results = write_results(str(tmp_path), kinds=KINDS, bundle_ids=bundles)
+    with pytest.raises(ReportError, match="2 bundles"):
+        dataset_report(results)
+    page = dataset_report(results, bundle_id="bundle-b", reader=_local_reader)
+    assert "corner-1" in page and "centre-0" not in page
+    with pytest.raises(ReportError, match="no rows of bundle"):
+        dataset_report(results, bundle_id="nope")
+
+
+def test_not_a_results_table() -> None:
+    import pyarrow as pa
+
+    with pytest.raises(ReportError, match="status"):
+        dataset_report(pa.table({"image_id": ["a"]}))
+
+
+def test_write_dataset_report_and_cli(tmp_path: Path, write_results) -> None:
+    out = tmp_path / "run"
+    (out / "results").mkdir(parents=True)
+    pq.write_table(write_results(str(out), kinds=KINDS), out / "results" / "part-0.parquet")
+
+    written = write_dataset_report(str(out), str(out))  # beside the artifacts: relative links
+    assert written == str(out / "report.html")
+    page = (out / "report.html").read_text()
+    assert 'href="./artifacts/corner-1/figure.png"' in page
+    assert _shortcut_order(page)[0].startswith("corner")
+
+    elsewhere = tmp_path / "reports" / "r.html"
+    assert main(["report", "--results", str(out / "results"), "--out", str(elsewhere), "--title", "T"]) == 0
+    assert "<title>T</title>" in elsewhere.read_text()
+    assert main(["report", "--results", str(tmp_path / "missing"), "--out", str(elsewhere)]) == 2
+
+
+def test_write_dataset_report_on_s3(s3_bucket: str, write_results) -> None:
+    import io
+
+    out = storage.join(s3_bucket, "run")
+    buf = io.BytesIO()
+    pq.write_table(write_results(out, kinds=KINDS), buf)
+    storage.write_bytes(storage.join(out, "results", "part-0.parquet"), buf.getvalue())
+
+    written = write_dataset_report(out, storage.join(s3_bucket, "reports"))
+    assert written == storage.join(s3_bucket, "reports", "report.html")
+    page = storage.read_text(written)
+    assert _shortcut_order(page)[:2] in (["corner-1", "corner-3"], ["corner-3", "corner-1"])
+    assert f'href="{out}/artifacts/corner-1/figure.png"' in page
