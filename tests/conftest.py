@@ -18,6 +18,11 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Fake credentials for the loopback S3 server, set before Ray starts so Ray worker processes
+# (Train workers and controller, Data tasks) inherit them like nodes with an instance role would.
+# The endpoint itself always travels explicitly (StorageSettings / pyarrow filesystem objects).
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
 
 def _free_port() -> int:

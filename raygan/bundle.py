@@ -1,0 +1,189 @@
+"""The model bundle: what `raygan train` produces and every later step loads.
+
+Layout (DESIGN.md, "Bundle"): `bundle.json` (version, commit, time, configs, default inversion
+and traversal settings, fingerprints, settings history), `generator.pt`, `classifier/` (a copy
+of the classifier spec, so a bundle is self-contained on a cluster), optional extras, and
+beside them `checkpoints/` and `samples/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import io
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import raygan
+from raygan import storage
+from raygan.config import GanConfig, InversionConfig, TrainConfig, TraversalConfig, from_dict
+from raygan.models.frozen import SPEC_FILE, ClassifierSpec, FrozenClassifier, load_classifier, spec_fingerprint
+from raygan.models.generator import Generator, build_generator
+
+BUNDLE_FILE = "bundle.json"
+GENERATOR_FILE = "generator.pt"
+CLASSIFIER_DIR = "classifier"
+
+
+class BundleError(ValueError):
+    """A bundle that is missing, malformed, or does not match its classifier."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded bundle: generator and frozen classifier in eval mode on the CPU, plus settings."""
+
+    uri: str  # where it was loaded from
+    gan: GanConfig  # generator shapes
+    train: TrainConfig  # the recipe it was trained with
+    inversion: InversionConfig  # default inversion settings (tuned ones after `raygan tune`)
+    traversal: TraversalConfig  # default traversal settings
+    generator: Generator  # G in eval mode
+    classifier: FrozenClassifier  # C, frozen
+    fingerprint: str  # hash of the generator, the classifier and the default settings
+    meta: dict[str, Any]  # the whole bundle.json
+
+    def bundle_id(self, inversion: InversionConfig, traversal: TraversalConfig) -> str:
+        """Fingerprint of this bundle's weights with `inversion`/`traversal` (keys result rows)."""
+        return settings_fingerprint(self.meta["fingerprints"]["weights"], inversion, traversal)
+
+
+def settings_fingerprint(weights_fp: str, inversion: InversionConfig, traversal: TraversalConfig) -> str:
+    """16-hex hash of a weights fingerprint and the settings that shape an explanation."""
+    payload = json.dumps(
+        {"weights": weights_fp, "inversion": dataclasses.asdict(inversion), "traversal": dataclasses.asdict(traversal)},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _git_commit() -> str | None:
+    """The source tree's git commit, when raygan runs from a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _state_bytes(module: torch.nn.Module) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def _copy_classifier_spec(src: str, dst: str, *, settings: storage.StorageSettings | None) -> None:
+    """Copy `classifier.json` and its weights file only: a spec directory may hold other things
+    (training checkpoints, logs) that do not belong in a bundle."""
+    spec_bytes = storage.read_bytes(storage.join(src, SPEC_FILE), settings=settings)
+    weights = ClassifierSpec.from_json(json.loads(spec_bytes)).weights
+    data = storage.read_bytes(storage.join(src, weights), settings=settings)
+    storage.write_bytes(storage.join(dst, weights), data, settings=settings)
+    storage.write_bytes(storage.join(dst, SPEC_FILE), spec_bytes, settings=settings)
+
+
+def save_bundle(
+    out: str,
+    *,
+    generator: Generator,
+    classifier_uri: str,
+    train: TrainConfig,
+    inversion: InversionConfig,
+    traversal: TraversalConfig,
+    extras: dict[str, Any] | None = None,
+    settings: storage.StorageSettings | None = None,
+) -> str:
+    """Write a self-contained bundle to `out` (local or s3); returns `out`."""
+    weights = _state_bytes(generator)
+    storage.write_bytes(storage.join(out, GENERATOR_FILE), weights, settings=settings)
+    _copy_classifier_spec(classifier_uri, storage.join(out, CLASSIFIER_DIR), settings=settings)
+    weights_fp = hashlib.sha256(weights).hexdigest()[:16]
+    classifier_fp = spec_fingerprint(storage.join(out, CLASSIFIER_DIR), settings=settings)
+    combined = hashlib.sha256(f"{weights_fp}:{classifier_fp}".encode()).hexdigest()[:16]
+    meta = {
+        "raygan_version": raygan.__version__,
+        "git_commit": _git_commit(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "gan": dataclasses.asdict(generator.config),
+        "train": dataclasses.asdict(train),
+        "inversion": dataclasses.asdict(inversion),
+        "traversal": dataclasses.asdict(traversal),
+        "fingerprints": {"generator": weights_fp, "classifier": classifier_fp, "weights": combined},
+        "classifier_source": str(classifier_uri),
+        "history": [],
+        "extras": extras or {},
+    }
+    storage.write_json(storage.join(out, BUNDLE_FILE), meta, settings=settings)
+    return out
+
+
+def read_meta(uri: str, *, settings: storage.StorageSettings | None = None) -> dict[str, Any]:
+    """The parsed `bundle.json` at `uri`, with a clear error when there is none."""
+    path = storage.join(uri, BUNDLE_FILE)
+    if not storage.exists(path, settings=settings):
+        raise BundleError(f"no bundle at {uri}: {BUNDLE_FILE} not found (make one with `raygan train`)")
+    return storage.read_json(path, settings=settings)
+
+
+def load_bundle(uri: str, *, settings: storage.StorageSettings | None = None) -> Bundle:
+    """Load the bundle at `uri`; refuses a classifier whose fingerprint differs from the recorded one."""
+    meta = read_meta(uri, settings=settings)
+    classifier_uri = storage.join(uri, CLASSIFIER_DIR)
+    recorded = meta["fingerprints"]["classifier"]
+    actual = spec_fingerprint(classifier_uri, settings=settings)
+    if actual != recorded:
+        raise BundleError(
+            f"the classifier in {classifier_uri} (fingerprint {actual}) is not the one this generator was "
+            f"trained against ({recorded}); retrain with `raygan train --classifier ...`"
+        )
+    gan = from_dict(GanConfig, meta["gan"])
+    generator = build_generator(gan)
+    state = torch.load(io.BytesIO(storage.read_bytes(storage.join(uri, GENERATOR_FILE), settings=settings)),
+                       map_location="cpu", weights_only=True)
+    generator.load_state_dict(state)
+    generator.eval().requires_grad_(False)
+    inversion = from_dict(InversionConfig, meta["inversion"])
+    traversal = from_dict(TraversalConfig, meta["traversal"])
+    return Bundle(
+        uri=uri,
+        gan=gan,
+        train=from_dict(TrainConfig, meta["train"]),
+        inversion=inversion,
+        traversal=traversal,
+        generator=generator,
+        classifier=load_classifier(classifier_uri, settings=settings),
+        fingerprint=settings_fingerprint(meta["fingerprints"]["weights"], inversion, traversal),
+        meta=meta,
+    )
+
+
+def update_settings(
+    uri: str,
+    *,
+    inversion: InversionConfig,
+    traversal: TraversalConfig,
+    source: str,
+    scores: dict[str, float] | None = None,
+    settings: storage.StorageSettings | None = None,
+) -> dict[str, Any]:
+    """Make `inversion`/`traversal` the bundle's defaults; the previous ones go to its history."""
+    meta = read_meta(uri, settings=settings)
+    meta["history"].append({
+        "replaced": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "inversion": meta["inversion"],
+        "traversal": meta["traversal"],
+        "by": source,
+    })
+    meta["inversion"] = dataclasses.asdict(inversion)
+    meta["traversal"] = dataclasses.asdict(traversal)
+    meta["settings_source"] = {"by": source, "scores": scores or {}}
+    storage.write_json(storage.join(uri, BUNDLE_FILE), meta, settings=settings)
+    return meta

@@ -1,0 +1,207 @@
+"""The Ray Train worker loop for the GAN (runs on every worker; `gan_trainer.train_gan` launches it).
+
+Stages: (1) context and seeds, (2) models (G and D data-parallel, C frozen on every worker),
+(3) resume from the latest checkpoint, (4) epochs of `gan_step` over this worker's data shard,
+(5) per-epoch metrics, sample grid and checkpoint from rank 0, reported by every rank.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from raygan import storage
+from raygan.config import GanConfig, TrainConfig
+from raygan.metrics.class_consistency import class_consistency
+from raygan.models.discriminator import build_discriminator
+from raygan.models.frozen import load_classifier
+from raygan.models.generator import build_generator
+from raygan.train.checkpoint import report_epoch, restore_state
+from raygan.train.step import GanModels, MetricMeans, bare, compile_models, configure_models, gan_step, make_optimizers
+
+SAMPLE_COLUMNS = 8  # z1s per sample grid: a negative row (z2 = 0) above a positive row, same z1s
+SHUFFLE_BUFFER = 256  # rows in Ray Data's local shuffle buffer
+
+
+@dataclass(frozen=True)
+class GanLoopConfig:
+    """Everything the worker loop needs; passed as `train_loop_config={"loop": GanLoopConfig(...)}`."""
+
+    gan: GanConfig  # generator / discriminator shapes
+    train: TrainConfig  # the recipe
+    classifier_uri: str  # classifier spec directory, loaded on every worker
+    out: str  # the run's output (bundle) URI: samples go to <out>/samples
+    settings: storage.StorageSettings  # object-storage endpoint, passed explicitly (workers lack the driver's env)
+    local_checkpoints: str | None = None  # local mode (workers = 0) keeps checkpoints here; None: Ray Train storage
+    fail_once_at_epoch: int | None = None  # fault-tolerance test hook: the last rank raises once at this epoch
+    fail_marker: str | None = None  # URI of the marker file that makes the hook fire only once
+
+
+def sample_grid_png(generator: nn.Module, z1: torch.Tensor, z2: torch.Tensor) -> bytes:
+    """PNG of G(z1, 0) (top row) above G(z1, z2) (bottom row): the class latent's effect per z1."""
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    assert z1.shape[0] == z2.shape[0], (z1.shape, z2.shape)  # [K, z1_dim], [K, z2_dim]
+    was_training = generator.training
+    generator.eval()
+    try:
+        with torch.no_grad():
+            negative = generator(z1, torch.zeros_like(z2))  # [K, C, S, S]
+            positive = generator(z1, z2)  # [K, C, S, S]
+    finally:
+        generator.train(was_training)
+    images = torch.cat([negative, positive]).float().cpu()  # [2K, C, S, S]
+    grid = make_grid(images, nrow=z1.shape[0], padding=2, value_range=(-1, 1), normalize=True)
+    array = (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()  # [H, W, 3]
+    buffer = io.BytesIO()
+    Image.fromarray(array[..., 0] if generator.config.channels == 1 else array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _rank_local_buffers() -> dict[str, bool]:
+    """DDP keyword that stops the per-forward buffer broadcast (renamed in torch 2.14; the GPU box has 2.11)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
+
+
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """Sum over workers when running data-parallel (a no-op on one worker)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def epoch_seed(seed: int, *, rank: int, epoch: int) -> int:
+    """Per-rank, per-epoch seed: a resumed epoch draws the same latents, dropout and data order as
+    the original run did, without storing RNG states in the checkpoint."""
+    return (seed * 1_000_003 + rank * 10_007 + epoch) % 2**63
+
+
+def gan_loop(config: dict[str, Any]) -> None:
+    """Ray Train `train_loop_per_worker`: trains G and D against the frozen C (Eq. 1)."""
+    import ray.train
+    import ray.train.torch
+    from tqdm import tqdm
+
+    loop: GanLoopConfig = config["loop"]
+    gan, train = loop.gan, loop.train
+
+    # --- 1. context and seeds ---------------------------------------------------------------
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(train.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
+
+    # --- 2. models: G and D wrapped separately (one wrapper around both breaks DDP) ------------
+    generator, discriminator = build_generator(gan), build_discriminator(gan)
+    classifier = load_classifier(loop.classifier_uri, settings=loop.settings)
+    state = restore_state(local_root=loop.local_checkpoints, settings=loop.settings)
+    start_epoch = 0
+    if state is not None:
+        if state["gan"] != asdict(gan):
+            raise ValueError(
+                f"the checkpoints under this output were trained with {state['gan']}, not {asdict(gan)}; "
+                "use a new --out (or the same preset) to train this model"
+            )
+        generator.load_state_dict(state["generator"])
+        discriminator.load_state_dict(state["discriminator"])
+        start_epoch = int(state["epoch"]) + 1
+    models = configure_models(GanModels(generator, discriminator, classifier), train=train, device=device)
+    G = ray.train.torch.prepare_model(models.generator)
+    # D runs twice before one backward (real, fake): per-rank batch-norm buffers avoid DDP's
+    # in-place buffer broadcast between those forwards.
+    D = ray.train.torch.prepare_model(models.discriminator, parallel_strategy_kwargs=_rank_local_buffers())
+    C = models.classifier  # frozen and identical everywhere: no DDP, just on the device
+    models = GanModels(G, D, C)
+    if train.compile and device.type == "cuda":
+        models = compile_models(models)
+        G, D = models.generator, models.discriminator
+    opt_g, opt_d = make_optimizers(models, train)
+    if state is not None:
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+
+    # --- 3. fixed latents for the sample grid (the consistency metric draws its own from the seed)
+    fixed = torch.Generator().manual_seed(train.seed + 1)
+    grid_z1 = torch.randn(SAMPLE_COLUMNS, gan.z1_dim, generator=fixed).to(device)
+    grid_z2 = torch.randn(SAMPLE_COLUMNS, gan.z2_dim, generator=fixed).to(device)
+    shard = ray.train.get_dataset_shard("train")
+    rng = torch.Generator(device=device)
+
+    # --- 4. epochs ------------------------------------------------------------------------------
+    epochs = tqdm(range(start_epoch, train.epochs), initial=start_epoch, total=train.epochs, desc="gan",
+                  unit="epoch", disable=rank != 0)
+    for epoch in epochs:
+        _maybe_fail(loop, rank=rank, world=world, epoch=epoch)
+        seed = epoch_seed(train.seed, rank=rank, epoch=epoch)
+        torch.manual_seed(seed)  # D's dropout
+        rng.manual_seed(seed)  # labels and latents
+        means = MetricMeans(device)
+        images = torch.zeros((), device=device)
+        started = time.perf_counter()
+        for batch in shard.iter_torch_batches(
+            batch_size=train.batch_size, drop_last=True, device=device,
+            local_shuffle_buffer_size=SHUFFLE_BUFFER, local_shuffle_seed=seed,
+        ):
+            real = batch["image"]  # [N, C, S, S]
+            means.add(gan_step(models, opt_g, opt_d, real, train=train, rng=rng))
+            images += real.shape[0]
+
+        # --- 5. metrics (one host sync per epoch), samples and checkpoint --------------------------
+        names = list(means.sums)
+        steps_done = torch.tensor(float(means.steps), device=device)
+        totals = all_reduce_sum(torch.stack([means.sums[n] for n in names] + [steps_done, images]).float())
+        seconds = time.perf_counter() - started
+        steps = max(float(totals[-2]), 1.0)
+        metrics: dict[str, Any] = {n: float(totals[i]) / steps for i, n in enumerate(names)}
+        metrics.update(epoch=epoch, start_epoch=start_epoch, epoch_seconds=seconds, images=int(totals[-1]),
+                       images_per_s=float(totals[-1]) / max(seconds, 1e-9), workers=world)
+        last = epoch == train.epochs - 1
+        checkpoint_now = last or (epoch + 1) % train.checkpoint_every == 0
+        new_state = None
+        if rank == 0:
+            consistency = class_consistency(bare(G), C, n_z1=train.consistency_samples, repeats=1, seed=train.seed)
+            metrics.update(class_consistency=consistency.accuracy, negative_accuracy=consistency.negative_accuracy,
+                           positive_accuracy=consistency.positive_accuracy)
+            png = sample_grid_png(bare(G), grid_z1, grid_z2)
+            grid_uri = storage.join(loop.out, "samples", f"epoch-{epoch:04d}.png")
+            storage.write_bytes(grid_uri, png, settings=loop.settings)
+            epochs.set_postfix({k: round(metrics[k], 3) for k in ("d_loss", "g_adv", "g_class", "class_consistency")})
+            if checkpoint_now:
+                new_state = {
+                    "epoch": epoch,
+                    "generator": bare(G).state_dict(),
+                    "discriminator": bare(D).state_dict(),
+                    "opt_g": opt_g.state_dict(),
+                    "opt_d": opt_d.state_dict(),
+                    "gan": asdict(gan),
+                    "train": asdict(train),
+                    "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                }
+        report_epoch(metrics, state=new_state, rank=rank, local_root=loop.local_checkpoints, settings=loop.settings)
+
+
+def _maybe_fail(loop: GanLoopConfig, *, rank: int, world: int, epoch: int) -> None:
+    """Test hook: the last rank raises once at `fail_once_at_epoch` (a marker file stops a repeat)."""
+    if loop.fail_once_at_epoch != epoch or rank != world - 1:
+        return
+    if loop.fail_marker is None:
+        raise ValueError("fail_once_at_epoch needs fail_marker (a URI) so the retry does not fail again")
+    if storage.exists(loop.fail_marker, settings=loop.settings):
+        return
+    storage.write_text(loop.fail_marker, f"failed once at epoch {epoch} on rank {rank}\n", settings=loop.settings)
+    raise RuntimeError(f"injected failure at epoch {epoch} on rank {rank} (fail_once_at_epoch test hook)")
+
+
+__all__ = ["GanLoopConfig", "all_reduce_sum", "epoch_seed", "gan_loop", "sample_grid_png"]

@@ -1,0 +1,140 @@
+"""The GAN training driver: Ray Train over the input shards, then a bundle at `out`.
+
+`train_gan` writes the run's config, launches `gan_loop` on `train.workers` Ray Train workers
+(0 = Train V2 local mode: in-process, for tests and quick runs), and turns the final checkpoint's
+generator into a bundle (`raygan.bundle`). Relaunching with the same `out` resumes from the
+latest checkpoint under `<out>/checkpoints` and continues the epoch counter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from raygan import storage
+from raygan.bundle import save_bundle
+from raygan.config import GanConfig, InversionConfig, TrainConfig, TraversalConfig
+from raygan.models.frozen import load_classifier
+from raygan.models.generator import build_generator
+from raygan.train.checkpoint import latest_local_state, load_checkpoint_state
+from raygan.train.cluster import ensure_ray, warn_if_gpus_missing
+from raygan.train.dataset import training_dataset
+from raygan.train.gan_loop import GanLoopConfig, gan_loop
+
+RUN_NAME = "gan"  # Ray Train run name under <out>/checkpoints; a relaunch with the same name resumes
+RUN_CONFIG_FILE = "train_config.json"
+CHECKPOINT_DIR = "checkpoints"
+LOCAL_CHECKPOINT_DIR = "gan-local"  # local mode (workers = 0) keeps its own checkpoints here
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a GAN training run produced."""
+
+    bundle: str  # URI of the bundle written at `out`
+    epochs: int  # epochs trained in all (across relaunches)
+    start_epoch: int  # epoch this launch started from (> 0 after a resume)
+    metrics: dict[str, Any]  # the last epoch's metrics (losses, class consistency, images/s, ...)
+    seconds: float  # wall time of this launch
+
+
+def absolute_uri(uri: str) -> str:
+    """`uri` with a local path made absolute (Ray refuses relative storage paths)."""
+    uri = str(uri)
+    if storage.is_remote(uri):
+        return uri.rstrip("/")
+    return os.path.abspath(os.path.expanduser(uri.removeprefix("file://")))
+
+
+def run_storage(uri: str, settings: storage.StorageSettings | None) -> dict[str, Any]:
+    """`RunConfig` storage arguments for `uri`: an absolute path, or a path plus a pyarrow
+    filesystem carrying the S3 endpoint (Ray's own URI parsing ignores custom endpoints)."""
+    if not storage.is_remote(uri):
+        return {"storage_path": uri}
+    fs, path = storage.filesystem(uri, settings)
+    return {"storage_path": path, "storage_filesystem": fs}
+
+
+def train_gan(
+    data_uri: str,
+    classifier_uri: str,
+    out: str,
+    *,
+    gan: GanConfig,
+    train: TrainConfig,
+    inversion: InversionConfig,
+    traversal: TraversalConfig,
+    settings: storage.StorageSettings | None = None,
+    fail_once_at_epoch: int | None = None,
+) -> TrainResult:
+    """Train G and D against the frozen classifier at `classifier_uri` on the training split of
+    `data_uri`; write the bundle (with `inversion`/`traversal` as its defaults) to `out`.
+
+    `fail_once_at_epoch` is a fault-tolerance test hook: one worker raises once at that epoch.
+    """
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    started = time.perf_counter()
+    settings = settings or storage.StorageSettings.from_env()
+    out, classifier_uri, data_uri = absolute_uri(out), absolute_uri(classifier_uri), absolute_uri(data_uri)
+    load_classifier(classifier_uri, settings=settings)  # fail here, not on every worker, if the spec is broken
+    ensure_ray(workers=train.workers)
+    warn_if_gpus_missing(workers=train.workers, use_gpu=train.use_gpu)
+
+    # The run's config beside its outputs (the bundle records it again).
+    storage.write_json(storage.join(out, RUN_CONFIG_FILE), {
+        "data": data_uri, "classifier": classifier_uri, "gan": dataclasses.asdict(gan),
+        "train": dataclasses.asdict(train), "inversion": dataclasses.asdict(inversion),
+        "traversal": dataclasses.asdict(traversal),
+    }, settings=settings)
+
+    checkpoints = storage.join(out, CHECKPOINT_DIR)
+    local_root = storage.join(checkpoints, LOCAL_CHECKPOINT_DIR) if train.workers == 0 else None
+    loop = GanLoopConfig(
+        gan=gan, train=train, classifier_uri=classifier_uri, out=out, settings=settings,
+        local_checkpoints=local_root, fail_once_at_epoch=fail_once_at_epoch,
+        fail_marker=storage.join(checkpoints, "fail-once.marker") if fail_once_at_epoch is not None else None,
+    )
+    trainer = TorchTrainer(
+        gan_loop,
+        train_loop_config={"loop": loop},
+        scaling_config=ray.train.ScalingConfig(num_workers=train.workers, use_gpu=train.use_gpu),
+        run_config=ray.train.RunConfig(
+            name=RUN_NAME,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            failure_config=ray.train.FailureConfig(max_failures=train.max_failures),
+            **run_storage(checkpoints, settings),
+        ),
+        datasets={"train": training_dataset(data_uri, size=gan.image_size, channels=gan.channels, settings=settings)},
+    )
+    result = trainer.fit()
+
+    # The final generator -> bundle. A relaunch that had no epochs left reports nothing new;
+    # the latest stored checkpoint is still the final one.
+    if result.checkpoint is not None:
+        state = load_checkpoint_state(result.checkpoint)
+    elif local_root is not None:
+        state = latest_local_state(local_root, settings=settings)
+    else:
+        state = None
+    if state is None:
+        raise RuntimeError(f"training under {checkpoints} produced no checkpoint (train.epochs = {train.epochs})")
+    generator = build_generator(gan)
+    generator.load_state_dict(state["generator"])
+    metrics = dict(result.metrics or state.get("metrics", {}))
+    save_bundle(
+        out, generator=generator, classifier_uri=classifier_uri, train=train, inversion=inversion,
+        traversal=traversal, settings=settings,
+        extras={"data": data_uri, "epochs": int(state["epoch"]) + 1, "final_metrics": state.get("metrics", {})},
+    )
+    return TrainResult(
+        bundle=out, epochs=int(state["epoch"]) + 1, start_epoch=int(metrics.get("start_epoch", state["epoch"] + 1)),
+        metrics=metrics, seconds=time.perf_counter() - started,
+    )
+
+
+__all__ = ["TrainResult", "absolute_uri", "run_storage", "train_gan"]
