@@ -1,0 +1,73 @@
+"""Where a map puts its mass: on the planted shortcut marker, near the border, outside the lungs.
+
+A map that spends its mass on a burned-in marker, on the image border or outside the lung
+fields exposes a shortcut (DESIGN.md: markers, borders, scanner differences). Every quantity
+here is, per image, sum(map * region) / sum(map), averaged over the images counted; `chance` is
+the mean region fraction, what a uniform map would score.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class MapMass:
+    """Share of attribution mass inside a region."""
+
+    value: float  # mean over counted images of sum(map in region) / sum(map); nan when none counted
+    chance: float  # mean region fraction over the same images: a uniform map's score
+    count: int  # images counted: non-empty region and a map with positive mass
+
+
+@torch.no_grad()
+def mass_inside(maps: torch.Tensor, regions: torch.Tensor) -> MapMass:
+    """Share of the (non-negative) mass of `maps` [N, 1, H, W] inside `regions` [N, 1, H, W] bool."""
+    assert maps.ndim == 4 and maps.shape[1] == 1, maps.shape  # [N, 1, H, W]
+    assert regions.shape == maps.shape, (regions.shape, maps.shape)  # [N, 1, H, W]
+    m = maps.detach().float().clamp_min(0).flatten(1)  # [N, P]
+    r = regions.bool().flatten(1)  # [N, P]
+    total = m.sum(1)
+    counted = r.any(1) & (total > 0)
+    count = int(counted.sum())
+    if count == 0:
+        return MapMass(value=math.nan, chance=math.nan, count=0)
+    share = (m * r).sum(1)[counted] / total[counted]
+    chance = r[counted].float().mean(1)
+    return MapMass(value=float(share.double().mean()), chance=float(chance.double().mean()), count=count)
+
+
+def marker_mass(maps: torch.Tensor, marker_masks: torch.Tensor) -> MapMass:
+    """Share of map mass on the shortcut marker (images without a marker are not counted)."""
+    return mass_inside(maps, marker_masks)
+
+
+def outside_lung_mass(maps: torch.Tensor, lung_masks: torch.Tensor) -> MapMass:
+    """Share of map mass outside the lung fields `lung_masks` [N, 1, H, W] bool."""
+    assert lung_masks.ndim == 4, lung_masks.shape  # [N, 1, H, W]
+    return mass_inside(maps, ~lung_masks.bool())
+
+
+def border_region(height: int, width: int, *, margin: int, corners: bool = False) -> torch.Tensor:
+    """[H, W] bool: pixels within `margin` pixels of the border (`corners`: only the four margin x margin corners)."""
+    assert margin >= 0, margin
+    rows = torch.arange(height)
+    cols = torch.arange(width)
+    near_row = (rows < margin) | (rows >= height - margin)  # [H]
+    near_col = (cols < margin) | (cols >= width - margin)  # [W]
+    if corners:
+        return near_row[:, None] & near_col[None, :]
+    return near_row[:, None] | near_col[None, :]
+
+
+def border_mass(maps: torch.Tensor, *, margin: int, corners: bool = False) -> MapMass:
+    """Share of map mass within `margin` pixels of the image border (or only its corners)."""
+    assert maps.ndim == 4 and maps.shape[1] == 1, maps.shape  # [N, 1, H, W]
+    region = border_region(maps.shape[-2], maps.shape[-1], margin=margin, corners=corners).to(maps.device)
+    return mass_inside(maps, region.expand_as(maps))
+
+
+__all__ = ["MapMass", "border_mass", "border_region", "marker_mass", "mass_inside", "outside_lung_mass"]
