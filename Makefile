@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CXR128 ?= ../shared/data/cxr128
 
 .PHONY: install demo test results-cpu browser clean
 
@@ -30,7 +31,7 @@ test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 results-cpu: $(STAMP)
-	$(BIN)/raygan demo --out runs/results-cpu --profile results
+	$(BIN)/raygan demo --profile results --data $(CXR128)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -73,6 +73,7 @@ class EvaluationReport:
     inversion: InversionConfig  # inversion settings of the explanations
     traversal: TraversalConfig  # traversal settings of the explanations
     seconds: float  # wall time of the evaluation
+    explanations: tuple[Explanation, ...] = ()  # the per-image explanations behind the data metrics (for reports)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class _Explained:
     alphas: torch.Tensor  # [F]
     probs: torch.Tensor  # [N, F]
     maps: dict[str, torch.Tensor]  # name -> [N, 1, S, S]
+    explanations: tuple[Explanation, ...]  # the per-image results these were stacked from
 
 
 def _explain(explainer: Explainer, data: EvaluationData, *, batch_size: int) -> _Explained:
@@ -184,6 +186,7 @@ def _explain(explainer: Explainer, data: EvaluationData, *, batch_size: int) -> 
         alphas=torch.tensor(out[0].traversal_alphas, dtype=torch.float64),
         probs=torch.tensor([e.traversal_probs for e in out], dtype=torch.float64),
         maps={name: torch.stack([e.maps[name] for e in out]) for name in MAPS},
+        explanations=tuple(out),
     )
 
 
@@ -299,6 +302,7 @@ def evaluate_bundle(
     start = time.perf_counter()
     explainer = Explainer.from_bundle(bundle, inversion=inversion, traversal=traversal, device=device)
     sink = _Sink()
+    explanations: tuple[Explanation, ...] = ()
     sink.add("class_consistency", class_consistency(
         explainer.generator, explainer.classifier, n_z1=config.n_z1, repeats=config.repeats, seed=config.seed))
     if data_uri is not None:
@@ -312,12 +316,13 @@ def evaluate_bundle(
             classifier, dev = explainer.classifier, explainer.device
             sink.add("frechet", classifier_frechet(lambda x: classifier.features(x.to(dev)), data.images, generated))
             explained = _explain(explainer, data, batch_size=config.batch_size)
+            explanations = explained.explanations
             _explanation_metrics(sink, explained)
             _map_metrics(sink, explained, data, explainer, config)
     return EvaluationReport(
         bundle_uri=bundle.uri, bundle_id=explainer.bundle_id, data_uri=data_uri, values=sink.values,
         sizes=sink.sizes, curves=sink.curves, config=config, inversion=explainer.inversion,
-        traversal=explainer.traversal, seconds=time.perf_counter() - start,
+        traversal=explainer.traversal, seconds=time.perf_counter() - start, explanations=explanations,
     )
 
 
