@@ -91,7 +91,7 @@ class TraversalConfig:
 
     frames: int = 10  # N: number of steps after alpha = 0
     rate: float = 0.1  # lambda: alpha step; frames * rate = 1 ends at the reconstruction
-    negative_direction: Literal["mean_positive"] = "mean_positive"  # used when the inverted z2 is ~0
+    negative_direction: Literal["mean_positive"] = "mean_positive"  # walked when the inverted z2 is ~0 or G(z1, z2) is not positive
     min_z2_norm: float = 0.5  # below this ||z2|| (relative to sqrt(dim)) the image counts as negative-looking
 
 
@@ -123,7 +123,7 @@ PRESETS: dict[str, Preset] = {
             arch="vgg16_bn", image_size=128, epochs=25, batch_size=64, lr=3e-4, use_gpu=True
         ),
         inversion=InversionConfig(steps=1000, lr=0.05, z1_init="zeros", schedule="cosine",
-                                  counterfactual_weight=0.5, early_stop_tol=1e-4),
+                                  counterfactual_weight=0.5, early_stop_tol=1e-4, precision="bf16"),
         traversal=TraversalConfig(frames=10, rate=0.1),
     ),
     # 64x64 CPU demo.
@@ -133,7 +133,7 @@ PRESETS: dict[str, Preset] = {
         train=TrainConfig(epochs=15, batch_size=64, checkpoint_every=5),
         classifier=ClassifierTrainConfig(arch="small_cnn", image_size=64, epochs=4),
         inversion=InversionConfig(steps=300, lr=0.05, schedule="cosine",
-                                  counterfactual_weight=0.5, early_stop_tol=1e-4),
+                                  counterfactual_weight=0.5, early_stop_tol=1e-4, precision="bf16"),
         traversal=TraversalConfig(frames=10, rate=0.1),
     ),
     # 32x32, for tests: seconds on a CPU.

@@ -1,0 +1,533 @@
+"""The `raygan` command: one subcommand per user task, each a thin layer over the library.
+
+Every subcommand parses its flags, builds a frozen config and calls one library function;
+nothing here holds logic worth testing on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raygan",
+        description="Explain image classifiers by latent traversal of a class-conditional GAN, on Ray.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in _REGISTRARS:
+        register(sub)
+    return parser
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def _add_phantoms(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "phantoms",
+        help="write synthetic chest X-ray phantoms (with lesion masks and a planted marker) as input shards",
+    )
+    p.add_argument("--n", type=int, required=True, help="number of phantoms")
+    p.add_argument("--size", type=int, required=True, help="image side in pixels")
+    p.add_argument("--out", required=True, help="output prefix: local path, file:// or s3:// URI")
+    p.add_argument("--seed", type=int, default=0, help="root seed; image i is the same for any --n")
+    p.add_argument("--positive-fraction", type=float, default=0.5, help="share of phantoms with opacities")
+    p.add_argument(
+        "--shortcut-rate",
+        type=float,
+        default=0.5,
+        help="P(marker | positive); P(marker | negative) = 1 - rate; 0.5 = marker unrelated to the label",
+    )
+    p.add_argument("--rows-per-shard", type=int, default=1000, help="rows per Parquet shard")
+    p.set_defaults(func=_run_phantoms)
+
+
+def _run_phantoms(args: argparse.Namespace) -> int:
+    from raygan.data.phantoms import PhantomConfig, write_phantoms
+
+    config = PhantomConfig(
+        n=args.n,
+        size=args.size,
+        seed=args.seed,
+        positive_fraction=args.positive_fraction,
+        shortcut_rate=args.shortcut_rate,
+        rows_per_shard=args.rows_per_shard,
+    )
+    shards = write_phantoms(config, args.out)
+    print(f"wrote {config.n} phantoms in {len(shards)} shard(s) under {args.out}")
+    return 0
+
+
+def _add_ingest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ingest",
+        help="convert a class-per-subfolder image folder or a path,label CSV (PNG/JPEG/DICOM) into input shards",
+    )
+    p.add_argument("src", help="folder with one subfolder per class, or a CSV with header path,label")
+    p.add_argument("--out", required=True, help="output prefix: local path, file:// or s3:// URI")
+    p.add_argument("--size", type=int, default=128, help="stored image side in pixels (center crop, then resize)")
+    p.add_argument("--rows-per-shard", type=int, default=1000, help="rows per Parquet shard")
+    p.add_argument("--positive-class", default=None, help="class name that gets label 1 (all others get 0)")
+    p.set_defaults(func=_run_ingest)
+
+
+def _run_ingest(args: argparse.Namespace) -> int:
+    from raygan.data.ingest import ingest
+
+    try:
+        result = ingest(
+            args.src, args.out, size=args.size, rows_per_shard=args.rows_per_shard,
+            positive_class=args.positive_class,
+        )
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        # Input mistakes (layout, missing --positive-class, existing shards): a message, not a traceback.
+        print(f"raygan ingest: error: {e}", file=sys.stderr)
+        return 2
+    for error in result.errors:
+        print(f"skipped {error.message}", file=sys.stderr)
+    print(
+        f"wrote {result.rows} image(s) in {len(result.shards)} shard(s) under {args.out}; "
+        f"classes {result.classes}; {len(result.errors)} file(s) skipped"
+    )
+    return 0 if result.rows > 0 else 1
+
+
+# --- models and training ----------------------------------------------------------------------
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from raygan.config import PRESETS
+
+    p = sub.add_parser(
+        "train",
+        help="train the class-conditional GAN against a frozen classifier (Ray Train); writes a bundle; "
+        "rerunning with the same --out resumes",
+    )
+    p.add_argument("--data", required=True, help="input shards (prefix of .parquet files); the train split is used")
+    p.add_argument("--classifier", required=True, help="classifier spec directory (classifier.json + weights)")
+    p.add_argument("--out", required=True,
+                   help="bundle URI: local path or s3://; checkpoints/ and samples/ go under it")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="small",
+                   help="model and recipe: paper (the authors' 128 px nets, GPU), small (64 px, CPU demo), "
+                   "tiny (tests)")
+    p.add_argument("--epochs", type=int, default=None, help="total epochs (a resumed run continues up to this)")
+    p.add_argument("--workers", type=int, default=None, help="Ray Train workers (0 = in-process local mode)")
+    p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
+                   help="one GPU per worker (default: the preset's)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per step, per worker")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="epochs between checkpoints (the last always checkpoints)")
+    p.add_argument("--seed", type=int, default=None, help="seeds weights, latents and data order")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from raygan.config import preset, replace
+    from raygan.train.gan_trainer import train_gan
+
+    chosen = preset(args.preset)
+    train = replace(chosen.train, epochs=args.epochs, workers=args.workers, use_gpu=args.gpu,
+                    batch_size=args.batch_size, checkpoint_every=args.checkpoint_every, seed=args.seed)
+    try:
+        result = train_gan(args.data, args.classifier, args.out, gan=chosen.gan, train=train,
+                           inversion=chosen.inversion, traversal=chosen.traversal)
+    except FileNotFoundError as e:
+        print(f"raygan train: error: {e}", file=sys.stderr)
+        return 2
+    names = ("d_loss", "g_adv", "g_class", "class_consistency", "images_per_s")
+    m = {k: float(result.metrics.get(k, "nan")) for k in names}
+    print(f"bundle written to {result.bundle}: {result.epochs} epoch(s) (this run from epoch {result.start_epoch}), "
+          f"{result.seconds:.0f} s")
+    print(f"last epoch: d_loss {m['d_loss']:.4f}  g_adv {m['g_adv']:.4f}  g_class {m['g_class']:.4f}  "
+          f"class consistency {m['class_consistency']:.3f}  {m['images_per_s']:.0f} images/s")
+    return 0
+
+
+def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
+    from raygan.config import PRESETS
+
+    p = sub.add_parser(
+        "train-classifier",
+        help="train a classifier to explain (Ray Train) and write it as a classifier spec; "
+        "prints held-out accuracy and ROC AUC",
+    )
+    p.add_argument("--data", required=True,
+                   help="labelled input shards; trains on the train split, scores val and test")
+    p.add_argument("--out", required=True, help="classifier spec directory to write (local path or s3://)")
+    p.add_argument("--arch", choices=("small_cnn", "vgg16_bn"), default=None,
+                   help="network: small_cnn, or vgg16_bn (the paper's VGG16, from scratch) (default: the preset's)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="small",
+                   help="recipe defaults (image size, epochs, lr)")
+    p.add_argument("--epochs", type=int, default=None, help="total epochs")
+    p.add_argument("--workers", type=int, default=None, help="Ray Train workers (0 = in-process local mode)")
+    p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
+                   help="one GPU per worker (default: the preset's)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per step, per worker")
+    p.add_argument("--image-size", type=int, default=None, help="input side in pixels (default: the preset's)")
+    p.add_argument("--lr", type=float, default=None, help="AdamW learning rate")
+    p.add_argument("--seed", type=int, default=None, help="seeds weights and data order")
+    p.set_defaults(func=_run_train_classifier)
+
+
+def _run_train_classifier(args: argparse.Namespace) -> int:
+    from raygan.config import preset, replace
+    from raygan.train.classifier_trainer import train_classifier
+
+    config = replace(preset(args.preset).classifier, arch=args.arch, epochs=args.epochs, workers=args.workers,
+                     use_gpu=args.gpu, batch_size=args.batch_size, image_size=args.image_size, lr=args.lr,
+                     seed=args.seed)
+    try:
+        result = train_classifier(args.data, args.out, config=config)
+    except FileNotFoundError as e:
+        print(f"raygan train-classifier: error: {e}", file=sys.stderr)
+        return 2
+    print(f"classifier spec written to {result.spec_uri} ({config.arch}, {config.image_size} px, "
+          f"{result.epochs} epoch(s))")
+    print(f"held-out test: accuracy {result.test_accuracy:.4f}  ROC AUC {result.test_auc:.4f}  "
+          f"({result.test_samples} images); val accuracy {result.val_accuracy:.4f}")
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a bundle: generator class consistency (the paper's protocol) and, with --data, the "
+        "explanation metrics (flip rate, monotone share, faithfulness, localisation on phantoms, ...); "
+        "prints a table, writes JSON",
+    )
+    p.add_argument("--bundle", required=True, help="bundle URI (from `raygan train`)")
+    p.add_argument("--data", default=None, help="input shards to explain and score (phantoms add localisation metrics)")
+    p.add_argument("--limit", type=int, default=64, help="images explained from --data (the first of the split)")
+    p.add_argument("--split", choices=("train", "val", "test", "all"), default="test",
+                   help="hash split of image_id to evaluate on (the GAN trains on train)")
+    p.add_argument("--sanity-images", type=int, default=8,
+                   help="images re-explained with a randomised classifier for the sanity check (0: skip)")
+    p.add_argument("--out", default=None,
+                   help="where evaluation.json and evaluation.md go: a directory/prefix or a .json path "
+                   "(default: the bundle)")
+    p.add_argument("--n-z1", type=int, default=1000,
+                   help="structure latents per repeat (paper: 1000), 1 negative + 3 positives each")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="repeats of the whole draw (paper: 1000); std is over repeats")
+    p.add_argument("--seed", type=int, default=0, help="seeds the latents")
+    p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda when available)")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _evaluation_config(args: argparse.Namespace):  # -> raygan.evaluate.EvaluationConfig
+    """The EvaluationConfig of `raygan evaluate`'s flags (extend here when adding flags)."""
+    from raygan.evaluate import EvaluationConfig
+
+    return EvaluationConfig(n_z1=args.n_z1, repeats=args.repeats, seed=args.seed, limit=args.limit,
+                            split=None if args.split == "all" else args.split, sanity_images=args.sanity_images)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from raygan.bundle import BundleError, load_bundle
+    from raygan.evaluate import evaluate_bundle, to_markdown, write_report
+
+    try:
+        bundle = load_bundle(args.bundle)
+    except BundleError as e:
+        print(f"raygan evaluate: error: {e}", file=sys.stderr)
+        return 2
+    # Generator metrics always; explanation metrics when a --data flag is registered and given.
+    report = evaluate_bundle(bundle, data_uri=getattr(args, "data", None), config=_evaluation_config(args),
+                             device=args.device)
+    print(to_markdown(report))
+    written = write_report(report, args.out or args.bundle)
+    print(f"written: {', '.join(written)}")
+    return 0
+
+
+# --- explanations -----------------------------------------------------------------------------
+
+
+def _add_explain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="explain images with a bundle: inversion, counterfactual, traversal and maps, to Parquet + PNGs",
+    )
+    p.add_argument("input", help="input shards (prefix or .parquet file) or one image file (its name becomes the image_id)")
+    p.add_argument("--bundle", required=True, help="bundle URI (from `raygan train`); its settings are the defaults")
+    p.add_argument("--out", required=True, help="output prefix: results/ and artifacts/ go under it; reruns skip done rows")
+    p.add_argument("--steps", type=int, default=None, help="inversion steps (default: the bundle's)")
+    p.add_argument("--lr", type=float, default=None, help="inversion Adam learning rate")
+    p.add_argument("--mse-weight", type=float, default=None, help="a: weight of the MSE term of Eq. 2")
+    p.add_argument("--bce-weight", type=float, default=None, help="b: weight of the BCE term of Eq. 2")
+    p.add_argument("--rate", type=float, default=None, help="traversal step lambda (alpha = n * lambda)")
+    p.add_argument("--frames", type=int, default=None, help="traversal steps N after alpha = 0")
+    p.add_argument("--batch-size", type=int, default=16, help="images inverted together (results do not depend on it)")
+    p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda when available)")
+    p.add_argument("--no-attributions", action="store_true", help="skip Grad-CAM and Integrated Gradients")
+    p.set_defaults(func=_run_explain)
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from raygan.bundle import BundleError, load_bundle
+    from raygan.config import replace
+    from raygan.explain.explainer import Explainer
+    from raygan.explain.results import explain_shards
+
+    try:
+        bundle = load_bundle(args.bundle)
+    except BundleError as e:
+        print(f"raygan explain: error: {e}", file=sys.stderr)
+        return 2
+    inversion = replace(bundle.inversion, steps=args.steps, lr=args.lr, mse_weight=args.mse_weight,
+                        bce_weight=args.bce_weight)
+    traversal = replace(bundle.traversal, rate=args.rate, frames=args.frames)
+    explainer = Explainer.from_bundle(bundle, inversion=inversion, traversal=traversal, device=args.device,
+                                      attributions=not args.no_attributions)
+    summary = explain_shards(args.input, args.out, explainer=explainer, batch_size=args.batch_size)
+    print(f"bundle_id {explainer.bundle_id}: {summary.rows_in} row(s) in, {summary.ok} explained, "
+          f"{summary.error} error(s), {summary.skipped} already done; {summary.seconds:.1f} s; "
+          f"results in {summary.results_uri}")
+    print(json.dumps(dataclasses.asdict(summary)))
+    return 0
+
+
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="Ray Tune sweep of the inversion weights, learning rate, steps and traversal rate; "
+        "writes the winner into the bundle's default settings",
+    )
+    p.add_argument("--bundle", required=True, help="bundle URI (from `raygan train`); its settings are updated")
+    p.add_argument("--data", required=True, help="input shards: search images from the val split, holdout from test")
+    p.add_argument("--samples", type=int, default=20, help="number of trials")
+    p.add_argument("--gpu-per-trial", type=float, default=0.0, help="GPU share per trial, e.g. 0.25 = four trials per GPU")
+    p.add_argument("--cpu-per-trial", type=float, default=1.0, help="logical CPUs per trial")
+    p.add_argument("--out", default=None, help="results and Tune storage (local path or URI); default <bundle>/tune")
+    p.add_argument("--images", type=int, default=32, help="search sample size (validation split)")
+    p.add_argument("--holdout", type=int, default=64, help="held-out sample size (test split) for re-scoring")
+    p.add_argument("--search", choices=("optuna", "random"), default="optuna", help="TPE via Optuna, or random")
+    p.add_argument("--max-steps", type=int, default=None, help="largest inversion step budget searched (default: the bundle's)")
+    p.add_argument("--authors-steps", type=int, default=None,
+                   help="steps of the authors' baseline row (default 5000; lower for quick runs, noted in the table)")
+    p.add_argument("--report-every", type=int, default=None, help="inversion steps between ASHA reports (default max/10)")
+    p.add_argument("--grace-steps", type=int, default=None, help="ASHA grace period in steps (default max/4)")
+    p.add_argument("--concurrency", type=int, default=None, help="trials at once (default: resources allow; optuna: 4)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the image samples and the search")
+    p.add_argument("--no-update", action="store_true", help="only report: leave the bundle's settings unchanged")
+    p.set_defaults(func=_run_tune)
+
+
+def _run_tune(args: argparse.Namespace) -> int:
+    from raygan.config import replace
+    from raygan.tune.sweep import SweepConfig, run_sweep
+
+    config = replace(
+        SweepConfig(bundle=args.bundle, data=args.data),
+        out=args.out, samples=args.samples, images=args.images, holdout=args.holdout, search=args.search,
+        max_steps=args.max_steps, authors_steps=args.authors_steps, gpu_per_trial=args.gpu_per_trial,
+        cpu_per_trial=args.cpu_per_trial, report_every=args.report_every, grace_steps=args.grace_steps,
+        max_concurrent=args.concurrency, seed=args.seed, update_bundle=not args.no_update,
+    )
+    result = run_sweep(config)
+    print(f"{result.trials} trials ({result.search}), {result.stopped_early} stopped early by ASHA; "
+          f"results in {result.out}")
+    print(f"winner: {result.inversion}\n        {result.traversal}")
+    for row in result.rows:
+        print(f"  {row.label:8s} {row.sample:8s} objective {row.score.objective:.4f} ({row.score.images} images)")
+    if config.update_bundle:
+        print(f"bundle settings updated; bundle_id now {result.bundle_fingerprint}")
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="one self-contained HTML page summarising an explanation-results dataset (from `raygan explain`)",
+    )
+    p.add_argument("--results", required=True, help="the `raygan explain --out` prefix, or its results/ prefix")
+    p.add_argument("--out", required=True, help="an .html file, or a directory/prefix (report.html inside it)")
+    p.add_argument("--bundle-id", default=None, help="report the rows of this bundle_id (needed when results mix bundles)")
+    p.add_argument("--artifact-base", default=None,
+                   help="prefix for figure links, replacing the output root (e.g. an https URL of the bucket); "
+                   "default: relative links when --out is the output root, else the artifact URIs")
+    p.add_argument("--title", default=None, help="page title")
+    p.set_defaults(func=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from raygan.render.dataset import ReportError, write_dataset_report
+
+    try:
+        written = write_dataset_report(args.results, args.out, artifact_base=args.artifact_base,
+                                       bundle_id=args.bundle_id, title=args.title)
+    except (ReportError, FileNotFoundError) as e:
+        print(f"raygan report: error: {e}", file=sys.stderr)
+        return 2
+    print(f"report written to {written}")
+    return 0
+
+
+# --- services ---------------------------------------------------------------------------------
+
+
+def _add_explain_bulk(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explain-bulk",
+        help="explain Parquet shards on a Ray cluster with Ray Data (actor pool, GPUs); reruns resume",
+    )
+    p.add_argument("--input", required=True, help="input shards: a prefix of .parquet files (local path or s3://)")
+    p.add_argument("--bundle", required=True, help="bundle URI (from `raygan train`); its settings are used")
+    p.add_argument("--out", required=True, help="output prefix: results/ and artifacts/ go under it; reruns skip done rows")
+    p.add_argument("--batch-size", type=int, default=16, help="images per Explainer call and per results file")
+    p.add_argument("--actors", type=int, default=1, help="Explainer actors (each holds one copy of the models)")
+    p.add_argument("--min-actors", type=int, default=None, help="autoscaling floor of the actor pool (default --actors)")
+    p.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs per actor (also its torch threads)")
+    p.add_argument("--gpu", action="store_true", help="one GPU per actor")
+    p.add_argument("--no-attributions", action="store_true", help="skip Grad-CAM and Integrated Gradients")
+    p.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
+    p.set_defaults(func=_run_explain_bulk)
+
+
+def _run_explain_bulk(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    import ray
+
+    from raygan.bulk import BulkConfig, explain_bulk
+    from raygan.bundle import BundleError
+
+    config = BulkConfig(
+        batch_size=args.batch_size, min_actors=args.min_actors or args.actors, max_actors=args.actors,
+        num_gpus=1.0 if args.gpu else 0.0, num_cpus=args.cpus_per_actor, attributions=not args.no_attributions,
+        progress=not args.no_progress,
+    )
+    if not ray.is_initialized():
+        ray.init()  # joins the cluster of a submitted job (or RAY_ADDRESS), else starts a local one
+    try:
+        summary = explain_bulk(args.input, args.bundle, args.out, config=config)
+    except (BundleError, FileNotFoundError) as e:
+        print(f"raygan explain-bulk: error: {e}", file=sys.stderr)
+        return 2
+    print(f"bundle_id {summary.bundle_id}: {summary.rows_in} row(s) in, {summary.ok} explained, "
+          f"{summary.error} error(s), {summary.skipped} already done; {summary.seconds:.1f} s "
+          f"({summary.images_per_s:.2f} images/s); results in {summary.results_uri}")
+    print(json.dumps(dataclasses.asdict(summary)))
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the HTTP explanation service (Ray Serve) with its web viewer, in the foreground "
+        "(on the cluster at RAY_ADDRESS, else on a new local Ray)",
+    )
+    p.add_argument("--bundle", required=True, help="bundle URI (from `raygan train`)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 exposes it to the network)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port")
+    p.add_argument("--gpus", type=float, default=0.0, help="GPUs per Explainer replica")
+    p.add_argument("--cpus", type=float, default=1.0, help="CPUs per Explainer replica (also its torch threads)")
+    p.add_argument("--replicas", type=int, default=1, help="Explainer replicas (autoscaling ceiling)")
+    p.add_argument("--max-batch-size", type=int, default=8, help="requests inverted together per replica")
+    p.add_argument("--allowed-prefix", action="append", default=[], metavar="URI",
+                   help="shard jobs may read/write only under this prefix (repeatable); none: /v1/shards refused")
+    p.add_argument("--token", default=None,
+                   help="require 'Authorization: Bearer TOKEN' on /v1/* (default: env RAYGAN_SERVE_TOKEN, else open)")
+    p.add_argument("--pictures-prefix", default=None, help="store pictures here and answer URIs instead of base64")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds before an explanation answers 504")
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import importlib
+    import math
+    import os
+    import time
+    from pathlib import Path
+
+    import ray
+    from ray import serve
+
+    # The Serve app lives in serve/ at the repository root, beside the raygan package.
+    root = str(Path(__file__).resolve().parents[1])
+    if not (Path(root) / "serve" / "app.py").exists():
+        print(f"raygan serve: error: serve/app.py not found beside the raygan package ({root})", file=sys.stderr)
+        return 2
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    build_app = importlib.import_module("serve.app").build_app
+    settings = {
+        "bundle_uri": args.bundle, "allowed_prefixes": args.allowed_prefix, "num_gpus": args.gpus,
+        "num_cpus": args.cpus,
+        "max_replicas": args.replicas, "max_batch_size": args.max_batch_size,
+        "token": args.token or os.environ.get("RAYGAN_SERVE_TOKEN") or None,
+        "pictures_prefix": args.pictures_prefix, "request_timeout_s": args.timeout,
+    }
+    app = build_app(settings)
+    if not ray.is_initialized():
+        # Replicas import `serve.app`: put the repository root on their path too. Without RAY_ADDRESS a
+        # fresh local Ray gets at least the logical CPUs the replicas reserve (small machines fit the app).
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        runtime_env = {"env_vars": {"PYTHONPATH": path}}
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(runtime_env=runtime_env)
+        else:
+            cpus = max(os.cpu_count() or 1, math.ceil(args.cpus * args.replicas + 1))
+            ray.init(address="local", num_cpus=cpus, runtime_env=runtime_env)
+    try:
+        serve.start(http_options={"host": args.host, "port": args.port, "request_timeout_s": args.timeout + 30})
+        serve.run(app, name="raygan", route_prefix="/", blocking=False)
+        print(f"raygan service: viewer http://{args.host}:{args.port}/ , API docs http://{args.host}:{args.port}/docs"
+              " (Ctrl-C stops it)", flush=True)
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("stopping the service", file=sys.stderr)
+    finally:
+        serve.shutdown()
+    return 0
+
+
+# --- the demo ---------------------------------------------------------------------------------
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the whole pipeline on embedded phantoms: data -> classifier -> GAN -> report",
+                       description="Phantoms -> classifier -> GAN (Ray Train) -> class consistency and explanation "
+                                   "metrics -> <out>/report.html. Stages whose outputs exist are skipped.")
+    p.add_argument("--out", default=None, help="output directory (default: runs/demo, or runs/results-cpu)")
+    p.add_argument("--profile", choices=["demo", "results"], default="demo",
+                   help="demo: minutes on a laptop; results: longer training on --data (make results-cpu)")
+    p.add_argument("--data", default=None, help="input shards to use instead of generated phantoms")
+    p.add_argument("--gan-epochs", type=int, default=None, help="GAN training epochs")
+    p.add_argument("--classifier-epochs", type=int, default=None, help="classifier training epochs")
+    p.add_argument("--images", type=int, default=None, help="test images explained in the report")
+    p.add_argument("--phantoms", type=int, default=None, help="phantoms generated when no --data is given")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from raygan.demo import demo_config, run_demo, summary_json
+
+    config = demo_config(args.profile, out=args.out, data=args.data, gan_epochs=args.gan_epochs,
+                         classifier_epochs=args.classifier_epochs, explain_images=args.images,
+                         phantoms=args.phantoms)
+    print(summary_json(run_demo(config)))
+    return 0
+
+
+_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_phantoms, _add_ingest, _add_train_classifier, _add_train, _add_evaluate, _add_tune, _add_explain, _add_report, _add_explain_bulk, _add_serve, _add_demo]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `raygan` console script."""
+    args = _build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The Explainer: the whole pipeline for a batch of images, one `Explanation` per image.
+
+invert (Eq. 2) -> counterfactual G(z1, 0) -> traversal G(z1, alpha z2) -> attribution maps ->
+reconstruction quality (MSE, SSIM). Pure: tensors in, dataclasses out; the results file and the
+PNG artifacts are written by `raygan.explain.results`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from raygan.config import InversionConfig, TraversalConfig
+from raygan.explain.attribution import MAP_NAMES, difference_map, gradcam, integrated_gradients
+from raygan.explain.inversion import eval_mode, invert
+from raygan.explain.traversal import traverse
+from raygan.metrics.reconstruction import per_image_mse, per_image_ssim
+from raygan.models.frozen import FrozenClassifier
+
+if TYPE_CHECKING:
+    from raygan.bundle import Bundle
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Everything raygan says about one image; tensors are on the CPU, images in [-1, 1]."""
+
+    image_id: str  # the input row's image_id
+    image: torch.Tensor  # [C, S, S] the input x
+    reconstruction: torch.Tensor  # [C, S, S] G(z1, z2)
+    counterfactual: torch.Tensor  # [C, S, S] G(z1, 0): the same anatomy without the positive-class features
+    z1: torch.Tensor  # [z1_dim] inverted structure latent
+    z2: torch.Tensor  # [z2_dim] inverted class latent
+    p_input: float  # p_C(positive | x)
+    p_reconstruction: float  # p_C(positive | G(z1, z2))
+    p_counterfactual: float  # p_C(positive | G(z1, 0))
+    recon_mse: float  # mean squared error of G(z1, z2) vs x on the [-1, 1] scale
+    recon_ssim: float  # SSIM of G(z1, z2) vs x (raygan.metrics.reconstruction.per_image_ssim)
+    traversal_alphas: list[float]  # alpha = n * rate, n = 0..frames
+    traversal_probs: list[float]  # p_C per traversal frame
+    traversal_frames: torch.Tensor  # [F, C, S, S] G(z1, alpha * direction)
+    monotone: bool  # traversal probabilities non-decreasing within 1e-3
+    spearman: float  # Spearman rho of the probabilities against alpha
+    crossing_alpha: float | None  # first alpha where p reaches 0.5; None if it never does
+    maps: dict[str, torch.Tensor]  # [1, S, S] in [0, 1], keyed by MAP_NAMES ("diff" only without attributions)
+    steps_used: int  # inversion steps this image ran (fewer than configured when it stopped early)
+    loss_curve: list[float]  # inversion loss per step run
+    used_fallback: bool = False  # the traversal walked the mean positive direction (z2 was ~0)
+    extras: dict[str, float] = field(default_factory=dict)  # final inversion loss and other diagnostics
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Explainer:
+    """Explains images with one generator, one frozen classifier and fixed settings."""
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        classifier: FrozenClassifier,
+        *,
+        inversion: InversionConfig,
+        traversal: TraversalConfig,
+        bundle_id: str = "",
+        device: torch.device | str | None = None,
+        attributions: bool = True,
+    ) -> None:
+        self.device = torch.device(device) if device is not None else _default_device()
+        self.generator = generator.to(self.device).eval()
+        self.classifier = classifier.to(self.device).eval()
+        self.inversion = inversion
+        self.traversal = traversal
+        self.bundle_id = bundle_id
+        self.attributions = attributions
+
+    @classmethod
+    def from_bundle(
+        cls,
+        bundle: Bundle,
+        *,
+        inversion: InversionConfig | None = None,
+        traversal: TraversalConfig | None = None,
+        device: torch.device | str | None = None,
+        attributions: bool = True,
+    ) -> Explainer:
+        """An Explainer with the bundle's models; settings default to the bundle's (tuned) ones."""
+        inversion = inversion if inversion is not None else bundle.inversion
+        traversal = traversal if traversal is not None else bundle.traversal
+        return cls(
+            bundle.generator, bundle.classifier, inversion=inversion, traversal=traversal,
+            bundle_id=bundle.bundle_id(inversion, traversal), device=device, attributions=attributions,
+        )
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square images the generator makes (and `explain` expects)."""
+        return int(self.generator.config.image_size)  # type: ignore[attr-defined]
+
+    @property
+    def channels(self) -> int:
+        """Channels of the generator's images."""
+        return int(self.generator.config.channels)  # type: ignore[attr-defined]
+
+    def explain(self, images: torch.Tensor, *, image_ids: list[str]) -> list[Explanation]:
+        """One Explanation per image of `images` ([N, C, S, S] in [-1, 1] at the generator's size)."""
+        assert images.ndim == 4 and tuple(images.shape[1:]) == (self.channels, self.image_size, self.image_size), (
+            images.shape, self.channels, self.image_size)  # [N, C, S, S]
+        if len(image_ids) != images.shape[0]:
+            raise ValueError(f"got {len(image_ids)} image_ids for {images.shape[0]} images")
+        if images.shape[0] == 0:
+            return []
+        g, c = self.generator, self.classifier
+        x = images.to(self.device, torch.float32)
+        inv = invert(g, c, x, config=self.inversion, keys=image_ids)
+        with torch.no_grad(), eval_mode(g, c):
+            p_input = c.p_positive(x)
+            recon = g(inv.z1, inv.z2)  # [N, C, S, S]
+            counterfactual = g(inv.z1, torch.zeros_like(inv.z2))  # [N, C, S, S]
+            p_recon = c.p_positive(recon)
+            p_cf = c.p_positive(counterfactual)
+            mse = per_image_mse(recon, x)
+            ssim = per_image_ssim(recon, x)  # on [0, 1]: SSIM's luminance term needs non-negative data
+        trav = traverse(g, c, inv.z1, inv.z2, config=self.traversal)
+        maps = {"diff": difference_map(recon, counterfactual)}
+        if self.attributions:
+            maps["gradcam"] = gradcam(c, x)
+            maps["ig"] = integrated_gradients(c, x)
+        # One device-to-host copy per tensor, not one per image and field.
+        cpu = {k: v.detach().cpu() for k, v in maps.items()}
+        recon, counterfactual = recon.float().cpu(), counterfactual.float().cpu()
+        z1, z2, steps_used = inv.z1.cpu(), inv.z2.cpu(), inv.steps_used.cpu().tolist()
+        curves, final_loss = inv.loss_curve.cpu(), inv.final_loss.cpu().tolist()  # curves [N, T], nan after a stop
+        p_input, p_recon, p_cf = p_input.cpu().tolist(), p_recon.cpu().tolist(), p_cf.cpu().tolist()
+        mse, ssim = mse.cpu().tolist(), ssim.cpu().tolist()
+        out = []
+        for i, image_id in enumerate(image_ids):
+            crossing = float(trav.crossing_alpha[i])
+            out.append(Explanation(
+                image_id=image_id,
+                image=images[i].detach().cpu().float(),
+                reconstruction=recon[i],
+                counterfactual=counterfactual[i],
+                z1=z1[i],
+                z2=z2[i],
+                p_input=p_input[i],
+                p_reconstruction=p_recon[i],
+                p_counterfactual=p_cf[i],
+                recon_mse=mse[i],
+                recon_ssim=ssim[i],
+                traversal_alphas=trav.alphas.tolist(),
+                traversal_probs=trav.probs[i].tolist(),
+                traversal_frames=trav.frames[i],
+                monotone=bool(trav.monotone[i]),
+                spearman=float(trav.spearman[i]),
+                crossing_alpha=None if math.isnan(crossing) else crossing,
+                maps={k: v[i] for k, v in cpu.items()},
+                steps_used=int(steps_used[i]),
+                loss_curve=[v for v in curves[i].tolist() if not math.isnan(v)],
+                used_fallback=bool(trav.used_fallback[i]),
+                extras={"final_loss": final_loss[i]},
+            ))
+        return out
+
+
+__all__ = ["Explainer", "Explanation", "MAP_NAMES"]

@@ -1,0 +1,268 @@
+"""Explanation results: the I/O edge that turns input shards into result rows and PNG artifacts.
+
+Results contract (DESIGN.md, "Explanation results"): Parquet files under `<out>/results/`, one
+row per input row, never fewer. A row whose image does not decode gets status "error" and the
+message; a rerun over the same `<out>` skips every (image_id, bundle_id) already there, and a
+different bundle gets its own rows. Result files are `part-<UTC time>-<uuid8>.parquet` and are
+only ever added, so reruns never clobber earlier results.
+
+Artifacts are PNGs under `<out>/artifacts/<image_id>/<bundle_id>/` (directly under
+`<image_id>/` when the bundle_id is empty), so two bundles explaining the same image never
+overwrite each other's pictures. Maps are stored as 8-bit gray PNGs (255 = 1.0), the form
+`raygan.render` reads back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raygan import storage
+from raygan.data.codec import ImageDecodeError, decode_image
+from raygan.data.shards import read_table
+from raygan.explain.explainer import Explainer, Explanation
+
+RESULTS_DIR = "results"
+ARTIFACTS_DIR = "artifacts"
+INPUT_COLUMNS = ("image_id", "image", "label")  # input columns with a fixed place; the rest pass through
+ARTIFACTS = ("figure", "reconstruction", "counterfactual", "traversal", "diff", "gradcam", "ig")
+
+_F32_LIST = pa.list_(pa.float32())
+RESULT_SCHEMA = pa.schema([
+    ("image_id", pa.string()),
+    ("label", pa.int64()),
+    ("status", pa.string()),
+    ("error", pa.string()),
+    ("bundle_id", pa.string()),
+    ("p_input", pa.float64()),
+    ("p_reconstruction", pa.float64()),
+    ("p_counterfactual", pa.float64()),
+    ("recon_mse", pa.float64()),
+    ("recon_ssim", pa.float64()),
+    ("z1", _F32_LIST),
+    ("z2", _F32_LIST),
+    ("traversal_alphas", _F32_LIST),
+    ("traversal_probs", _F32_LIST),
+    ("monotone", pa.bool_()),
+    ("spearman", pa.float64()),
+    ("crossing_alpha", pa.float64()),
+    *[(f"uri_{name}", pa.string()) for name in ARTIFACTS],
+])
+
+
+@dataclass(frozen=True)
+class ExplainSummary:
+    """What one `explain_shards` run did."""
+
+    rows_in: int  # rows in the input
+    ok: int  # rows explained in this run
+    error: int  # rows written with status "error" in this run
+    skipped: int  # rows already in the results for this bundle_id
+    seconds: float  # wall time of the run
+    results_uri: str  # the results directory, <out>/results
+
+
+def passthrough_name(name: str) -> str:
+    """The result column of input column `name`: itself, or `input_<name>` where it would clash."""
+    return f"input_{name}" if name in RESULT_SCHEMA.names else name
+
+
+def result_schema(input_schema: pa.Schema) -> pa.Schema:
+    """RESULT_SCHEMA followed by the input's passthrough columns (every column but image_id, image, label)."""
+    extra = [pa.field(passthrough_name(f.name), f.type) for f in input_schema if f.name not in INPUT_COLUMNS]
+    return pa.schema(list(RESULT_SCHEMA) + extra)
+
+
+def artifact_dir(out_uri: str, image_id: str, bundle_id: str) -> str:
+    """`<out>/artifacts/<image_id>/<bundle_id>`, with the id made safe as a single path segment."""
+    safe = quote(image_id, safe="-_.")
+    safe = f"_{safe}" if safe in ("", ".", "..") else safe
+    parts = [ARTIFACTS_DIR, safe] + ([quote(bundle_id, safe="-_.")] if bundle_id else [])
+    return storage.join(out_uri, *parts)
+
+
+def write_artifacts(
+    expl: Explanation, directory: str, *, settings: storage.StorageSettings | None = None
+) -> dict[str, str | None]:
+    """Write the PNGs of one explanation under `directory`; returns {"uri_<name>": uri or None}."""
+    from raygan.render import explanation_figure, png_bytes, traversal_strip
+
+    pictures: dict[str, Any] = {
+        "figure": explanation_figure(expl),
+        "reconstruction": png_bytes(expl.reconstruction, kind="image"),
+        "counterfactual": png_bytes(expl.counterfactual, kind="image"),
+        "traversal": traversal_strip(expl.traversal_frames, expl.traversal_probs, expl.traversal_alphas),
+    }
+    for name in ("diff", "gradcam", "ig"):
+        if name in expl.maps:
+            pictures[name] = png_bytes(expl.maps[name], kind="map")
+    uris: dict[str, str | None] = {f"uri_{name}": None for name in ARTIFACTS}
+    for name, picture in pictures.items():
+        uri = storage.join(directory, f"{name}.png")
+        data = picture if isinstance(picture, bytes) else png_bytes(picture)
+        storage.write_bytes(uri, data, settings=settings)
+        uris[f"uri_{name}"] = uri
+    return uris
+
+
+def _base_row(image_id: str, label: Any, bundle_id: str, passthrough: Mapping[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {name: None for name in RESULT_SCHEMA.names}
+    row.update(image_id=image_id, label=None if label is None else int(label), bundle_id=bundle_id)
+    row.update({passthrough_name(k): v for k, v in passthrough.items()})
+    return row
+
+
+def _ok_fields(expl: Explanation) -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "p_input": expl.p_input,
+        "p_reconstruction": expl.p_reconstruction,
+        "p_counterfactual": expl.p_counterfactual,
+        "recon_mse": expl.recon_mse,
+        "recon_ssim": expl.recon_ssim,
+        "z1": expl.z1.float().tolist(),
+        "z2": expl.z2.float().tolist(),
+        "traversal_alphas": list(expl.traversal_alphas),
+        "traversal_probs": list(expl.traversal_probs),
+        "monotone": expl.monotone,
+        "spearman": expl.spearman,
+        "crossing_alpha": expl.crossing_alpha,
+    }
+
+
+def explain_rows(
+    rows: pa.Table,
+    out_uri: str,
+    *,
+    explainer: Explainer,
+    skip: set[tuple[str, str]],
+    settings: storage.StorageSettings | None = None,
+) -> list[dict[str, Any]]:
+    """Explain the input-shard rows of `rows` (one batch) and write their PNG artifacts.
+
+    Returns one result dict per row not in `skip` (keys: `result_schema(rows.schema).names`), in
+    input order; a row whose image is null or does not decode gets status "error" and the message.
+    """
+    bundle_id = explainer.bundle_id
+    cols = rows.to_pydict()
+    ids = [str(i) for i in cols["image_id"]]
+    labels = cols.get("label", [None] * len(ids))
+    others = [k for k in cols if k not in INPUT_COLUMNS]
+    out: list[dict[str, Any]] = []
+    todo: list[tuple[int, Any]] = []  # (position in out, decoded image [C, S, S])
+    for i, image_id in enumerate(ids):
+        if (image_id, bundle_id) in skip:
+            continue
+        row = _base_row(image_id, labels[i], bundle_id, {k: cols[k][i] for k in others})
+        data = cols["image"][i]
+        try:
+            if data is None:
+                raise ImageDecodeError("image is null")
+            todo.append((len(out), decode_image(bytes(data), size=explainer.image_size, channels=explainer.channels)))
+        except ImageDecodeError as e:
+            row.update(status="error", error=str(e))
+        out.append(row)
+    if todo:
+        import torch
+
+        images = torch.stack([img for _, img in todo])  # [N, C, S, S]
+        explanations = explainer.explain(images, image_ids=[out[j]["image_id"] for j, _ in todo])
+        for (j, _), expl in zip(todo, explanations, strict=True):
+            out[j].update(_ok_fields(expl))
+            out[j].update(write_artifacts(expl, artifact_dir(out_uri, expl.image_id, bundle_id), settings=settings))
+    return out
+
+
+def write_results(
+    rows: list[dict[str, Any]], out_uri: str, *, schema: pa.Schema, settings: storage.StorageSettings | None = None
+) -> str:
+    """Append `rows` as a new `<out>/results/part-<UTC time>-<uuid8>.parquet`; returns its URI."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    uri = storage.join(out_uri, RESULTS_DIR, f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet")
+    fs, path = storage.filesystem(uri, settings)
+    if not storage.is_remote(uri):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, filesystem=fs, compression="zstd")
+    return uri
+
+
+def existing_keys(out_uri: str, *, settings: storage.StorageSettings | None = None) -> set[tuple[str, str]]:
+    """(image_id, bundle_id) of every row already under `<out>/results/` (reads those two columns only)."""
+    keys: set[tuple[str, str]] = set()
+    for uri in storage.list_files(storage.join(out_uri, RESULTS_DIR), suffix=".parquet", settings=settings):
+        fs, path = storage.filesystem(uri, settings)
+        table = pq.read_table(path, filesystem=fs, columns=["image_id", "bundle_id"])
+        keys.update(zip(table["image_id"].to_pylist(), table["bundle_id"].to_pylist()))
+    return keys
+
+
+def read_input(input_uri: str, *, settings: storage.StorageSettings | None = None) -> pa.Table:
+    """Input shards under a prefix or one .parquet file; any other single file is one image named by its stem."""
+    files = storage.list_files(input_uri, settings=settings)
+    single = len(files) == 1 and files[0].rstrip("/") == str(input_uri).rstrip("/")
+    if single and not str(input_uri).lower().endswith(".parquet"):
+        stem = PurePosixPath(str(input_uri).rstrip("/")).stem
+        return pa.table({"image_id": [stem], "image": [storage.read_bytes(input_uri, settings=settings)]},
+                        schema=pa.schema([("image_id", pa.string()), ("image", pa.binary())]))
+    return read_table(input_uri, settings=settings)
+
+
+def explain_shards(
+    input_uri: str,
+    out_uri: str,
+    *,
+    explainer: Explainer,
+    batch_size: int = 16,
+    rows_per_file: int = 1024,
+    settings: storage.StorageSettings | None = None,
+    progress: bool = True,
+) -> ExplainSummary:
+    """Explain every row of the input shards (or one image file) into `<out>` in one process.
+
+    Rows already explained by this bundle_id are skipped; results are flushed to a new Parquet
+    file every `rows_per_file` rows, so an interrupted run keeps most of its work.
+    """
+    from tqdm import tqdm
+
+    if batch_size < 1 or rows_per_file < 1:
+        raise ValueError(f"batch_size and rows_per_file must be >= 1, got {batch_size} and {rows_per_file}")
+    start = time.monotonic()
+    table = read_input(input_uri, settings=settings)
+    schema = result_schema(table.schema)
+    done = existing_keys(out_uri, settings=settings)
+    ids = table["image_id"].to_pylist()
+    todo = [i for i, image_id in enumerate(ids) if (image_id, explainer.bundle_id) not in done]
+    ok = error = 0
+    buffer: list[dict[str, Any]] = []
+    with tqdm(total=len(todo), unit="img", desc="explain", disable=not progress) as bar:
+        for lo in range(0, len(todo), batch_size):
+            rows = explain_rows(table.take(todo[lo:lo + batch_size]), out_uri, explainer=explainer, skip=set(),
+                                settings=settings)
+            ok += sum(r["status"] == "ok" for r in rows)
+            error += sum(r["status"] == "error" for r in rows)
+            buffer.extend(rows)
+            if len(buffer) >= rows_per_file:
+                write_results(buffer, out_uri, schema=schema, settings=settings)
+                buffer = []
+            bar.update(len(rows))
+    if buffer:
+        write_results(buffer, out_uri, schema=schema, settings=settings)
+    return ExplainSummary(
+        rows_in=len(ids), ok=ok, error=error, skipped=len(ids) - len(todo),
+        seconds=time.monotonic() - start, results_uri=storage.join(out_uri, RESULTS_DIR),
+    )
+
+
+__all__ = [
+    "ARTIFACTS", "ExplainSummary", "RESULT_SCHEMA", "artifact_dir", "existing_keys", "explain_rows",
+    "explain_shards", "read_input", "result_schema", "write_artifacts", "write_results",
+]

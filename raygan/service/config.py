@@ -1,0 +1,107 @@
+"""ServiceConfig: everything `serve/app.py` needs to build the explanation service.
+
+It comes from `serve/config.yaml` (`args:` of the application), from `raygan serve` flags, or
+from a test; `ServiceConfig.from_args` turns such a mapping into the frozen dataclass and
+refuses unknown keys, so a typo in a YAML file fails at deploy time rather than being ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from raygan.storage import StorageSettings
+
+MiB = 2**20
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """How the explanation service runs: model, limits, batching, replicas, shard jobs."""
+
+    bundle_uri: str  # the bundle to explain with (local path, file:// or s3://)
+    allowed_prefixes: tuple[str, ...] = ()  # shard jobs may only read/write under these; empty disables /v1/shards
+    token: str | None = None  # when set, /v1/* (except /v1/health) needs "Authorization: Bearer <token>"
+    max_body_bytes: int = 10 * MiB  # larger request bodies are refused with 413
+    max_image_pixels: int = 25_000_000  # larger images (width x height) are refused with 413 before decoding
+    request_timeout_s: float = 300.0  # an explanation slower than this answers 504 (never hangs)
+    max_batch_size: int = 8  # requests inverted together by one Explainer replica
+    batch_wait_timeout_s: float = 0.1  # how long a replica waits for a batch to fill (latency for throughput)
+    num_gpus: float = 0.0  # GPUs per Explainer replica (0 = CPU)
+    num_cpus: float = 1.0  # CPUs per Explainer replica; also its torch thread count
+    min_replicas: int = 1  # Explainer autoscaling floor
+    max_replicas: int = 1  # Explainer autoscaling ceiling
+    target_ongoing_requests: float = 8.0  # autoscaling target of in-flight requests per replica
+    max_queued_requests: int = 64  # requests waiting for an Explainer replica beyond this answer 503
+    ingress_replicas: int = 1  # HTTP ingress replicas (decode, render, respond)
+    pictures_prefix: str | None = None  # when set, pictures are written here and returned as URIs (not inline)
+    job_concurrency: int = 1  # shard jobs running at once; later ones wait in state "queued"
+    job_batch_size: int = 16  # images per Explainer call inside a shard job
+    job_num_gpus: float = 0.0  # GPUs of the shard-job runner replica
+    attributions: bool = True  # compute Grad-CAM and Integrated Gradients beside the difference map
+    storage_endpoint_url: str | None = None  # S3 endpoint for the replicas (None: their environment decides)
+    storage_region: str | None = None  # S3 region for the replicas
+    env_vars: dict[str, str] = field(default_factory=dict)  # extra environment of every replica (runtime_env)
+
+    def __post_init__(self) -> None:
+        if not self.bundle_uri:
+            raise ValueError("bundle_uri is required")
+        positive = {
+            "max_body_bytes": self.max_body_bytes, "max_image_pixels": self.max_image_pixels,
+            "request_timeout_s": self.request_timeout_s,
+            "max_batch_size": self.max_batch_size, "num_cpus": self.num_cpus, "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas, "target_ongoing_requests": self.target_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests, "ingress_replicas": self.ingress_replicas,
+            "job_concurrency": self.job_concurrency, "job_batch_size": self.job_batch_size,
+        }
+        bad = [f"{k}={v!r}" for k, v in positive.items() if not v > 0]
+        if bad:
+            raise ValueError(f"these settings must be positive: {', '.join(bad)}")
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) > max_replicas ({self.max_replicas})")
+        if self.batch_wait_timeout_s < 0 or self.num_gpus < 0 or self.job_num_gpus < 0:
+            raise ValueError("batch_wait_timeout_s, num_gpus and job_num_gpus must be >= 0")
+        if self.token is not None and not self.token:
+            raise ValueError("token must be a non-empty string (or None for no authentication)")
+
+    @property
+    def storage(self) -> StorageSettings:
+        """Storage settings the replicas use: explicit ones, else their environment's."""
+        env = StorageSettings.from_env()
+        return StorageSettings(
+            endpoint_url=self.storage_endpoint_url or env.endpoint_url,
+            region=self.storage_region or env.region,
+        )
+
+    @property
+    def max_ongoing_requests(self) -> int:
+        """Per Explainer replica: at least a full batch, or batches never fill (DESIGN.md, Serve)."""
+        return max(2 * self.max_batch_size, int(self.target_ongoing_requests))
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, Any]) -> ServiceConfig:
+        """Build from a plain mapping (YAML `args:`, CLI); lists become tuples; unknown keys are refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(args) - known)
+        if unknown:
+            raise ValueError(f"unknown service setting(s) {unknown}; known: {sorted(known)}")
+        values = dict(args)
+        prefixes = values.get("allowed_prefixes", ())
+        if isinstance(prefixes, str):
+            prefixes = (prefixes,)
+        values["allowed_prefixes"] = tuple(str(p) for p in prefixes or ())
+        values["env_vars"] = {str(k): str(v) for k, v in dict(values.get("env_vars") or {}).items()}
+        return cls(**values)
+
+    def public(self) -> dict[str, Any]:
+        """The settings as a JSON-able dict without secrets (for /v1/model)."""
+        data = dataclasses.asdict(self)
+        data["token"] = "set" if self.token else None
+        data["env_vars"] = sorted(self.env_vars)  # names only: values may be credentials
+        data["allowed_prefixes"] = list(self.allowed_prefixes)
+        return data
+
+
+__all__ = ["MiB", "ServiceConfig"]

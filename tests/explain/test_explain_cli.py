@@ -1,0 +1,60 @@
+"""`raygan explain`: a bundle on disk, flags over the bundle's settings, the summary printed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from explain_helpers import small_cnn_spec
+
+from raygan import storage
+from raygan.bundle import load_bundle, save_bundle
+from raygan.cli import main
+from raygan.config import preset
+from raygan.data.codec import encode_png
+from raygan.data.shards import write_shards
+from raygan.models import save_classifier
+
+TINY = preset("tiny")
+
+
+@pytest.fixture()
+def bundle(tmp_path, tiny_generator, tiny_classifier) -> str:
+    classifier_uri = save_classifier(tiny_classifier.model, str(tmp_path / "classifier"), spec=small_cnn_spec())
+    return save_bundle(str(tmp_path / "bundle"), generator=tiny_generator, classifier_uri=classifier_uri,
+                       train=TINY.train, inversion=dataclasses.replace(TINY.inversion, steps=3),
+                       traversal=TINY.traversal)
+
+
+def test_cli_explain(tmp_path, bundle, capsys):
+    rng = np.random.default_rng(0)
+    rows = [{"image_id": f"r{i}", "image": encode_png(rng.uniform(-1, 1, (1, 32, 32)).astype(np.float32))}
+            for i in range(3)]
+    shards = str(tmp_path / "shards")
+    write_shards(rows, shards)
+    out = str(tmp_path / "out")
+    args = [shards, "--bundle", bundle, "--out", out, "--steps", "2", "--frames", "2", "--rate", "0.5",
+            "--lr", "0.02", "--mse-weight", "2", "--bce-weight", "0.5", "--batch-size", "2", "--device", "cpu"]
+    assert main(["explain", *args]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["rows_in"], summary["ok"], summary["error"], summary["skipped"]) == (3, 3, 0, 0)
+    files = storage.list_files(storage.join(out, "results"), suffix=".parquet")
+    table = pq.read_table(files[0])
+    assert table.num_rows == 3 and table["traversal_alphas"][0].as_py() == [0.0, 0.5, 1.0]
+    # the flags are part of the bundle_id: the same run again is skipped, other settings are not
+    b = load_bundle(bundle)
+    inversion = dataclasses.replace(b.inversion, steps=2, lr=0.02, mse_weight=2.0, bce_weight=0.5)
+    traversal = dataclasses.replace(b.traversal, frames=2, rate=0.5)
+    assert set(table["bundle_id"].to_pylist()) == {b.bundle_id(inversion, traversal)}
+    assert main(["explain", *args]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["skipped"] == 3
+    assert main(["explain", shards, "--bundle", bundle, "--out", out, "--device", "cpu", "--no-attributions"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ok"] == 3
+
+
+def test_cli_explain_without_a_bundle(tmp_path, capsys):
+    assert main(["explain", str(tmp_path), "--bundle", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+    assert "no bundle" in capsys.readouterr().err

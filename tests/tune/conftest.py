@@ -1,0 +1,62 @@
+"""A tiny bundle (tiny-preset generator + small_cnn classifier, untrained) and tiny phantom shards."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from raygan.bundle import save_bundle
+from raygan.config import preset
+from raygan.data.phantoms import PhantomConfig, write_phantoms
+from raygan.models.classifier import build_classifier, factory_path
+from raygan.models.frozen import ClassifierSpec, save_classifier
+from raygan.models.generator import build_generator
+
+TINY = preset("tiny")
+
+
+def _responsive(generator: torch.nn.Module) -> torch.nn.Module:
+    """An untrained G whose images depend on z, so trials differ and ASHA has something to rank.
+
+    Fresh N(0, 0.02) weights with batch-norm running stats at (0, 1) make eval-mode outputs ~1e-4
+    whatever z is: calibrate the running stats on random latents and widen the output layer.
+    """
+    norms = [m for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.momentum = None  # cumulative average over the calibration batches
+    generator.train()
+    with torch.no_grad():
+        for _ in range(4):
+            generator(torch.randn(64, TINY.gan.z1_dim), torch.randn(64, TINY.gan.z2_dim))
+        last = [m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1]
+        last.weight.mul_(8.0)
+    for m in norms:
+        m.momentum = 0.1
+    return generator.eval()
+
+
+@pytest.fixture()
+def tiny_bundle(tmp_path: Path) -> str:
+    """A fresh bundle directory (function scope: the sweep rewrites its settings)."""
+    torch.manual_seed(0)
+    size = TINY.gan.image_size
+    classifier = build_classifier("small_cnn", image_size=size)
+    spec = ClassifierSpec(format="factory", weights="weights.pt", factory=factory_path("small_cnn"),
+                          factory_kwargs={"image_size": size}, size=size)
+    classifier_uri = save_classifier(classifier, tmp_path / "classifier", spec=spec)
+    generator = _responsive(build_generator(TINY.gan))
+    out = str(tmp_path / "bundle")
+    save_bundle(out, generator=generator, classifier_uri=str(classifier_uri), train=TINY.train,
+                inversion=dataclasses.replace(TINY.inversion, steps=8), traversal=TINY.traversal)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """40 phantoms at 32 px: 4 in the val split, 8 in test."""
+    out = str(tmp_path_factory.mktemp("tune-data") / "phantoms")
+    write_phantoms(PhantomConfig(n=40, size=TINY.gan.image_size, seed=0), out)
+    return out
