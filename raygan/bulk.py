@@ -26,12 +26,11 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from raygan import storage
 from raygan.storage import StorageSettings
 
-TMP_PREFIX = ".tmp-"  # hidden and not *.parquet: readers of results/ never see a half-written file
+TMP_PREFIX = storage.TMP_PREFIX  # temporary result files a killed local run may leave behind
 
 
 @dataclass(frozen=True)
@@ -91,17 +90,7 @@ def write_block(rows: list[dict[str, Any]], out_uri: str, *, schema: pa.Schema,
     if not rows:
         return None
     uri = storage.join(out_uri, RESULTS_DIR, block_name(rows[0]["bundle_id"], [r["image_id"] for r in rows]))
-    fs, path = storage.filesystem(uri, settings)
-    table = pa.Table.from_pylist(rows, schema=schema)
-    if isinstance(fs, pafs.LocalFileSystem):
-        directory, name = path.rsplit("/", 1)
-        fs.create_dir(directory, recursive=True)
-        tmp = f"{directory}/{TMP_PREFIX}{uuid.uuid4().hex[:8]}-{name}.partial"
-        pq.write_table(table, tmp, filesystem=fs, compression="zstd")
-        fs.move(tmp, path)  # rename(2): atomic on one filesystem
-    else:
-        pq.write_table(table, path, filesystem=fs, compression="zstd")  # visible only once the upload completes
-    return uri
+    return storage.write_parquet(pa.Table.from_pylist(rows, schema=schema), uri, settings)
 
 
 def remove_stale_temps(out_uri: str, *, settings: StorageSettings | None = None) -> int:

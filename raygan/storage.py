@@ -220,3 +220,28 @@ def upload_dir(local_dir: str | Path, uri: str, settings: StorageSettings | None
 def copy_dir(src: str, dst: str, settings: StorageSettings | None = None) -> None:
     """Copy every file under `src` to the same relative path under `dst` (any mix of local and s3)."""
     _copy_tree(str(src), str(dst), settings)
+
+
+TMP_PREFIX = ".tmp-"  # hidden and not *.parquet: readers listing *.parquet never see a half-written file
+
+
+def write_parquet(table: Any, uri: str, settings: StorageSettings | None = None) -> str:
+    """Write a pyarrow Table to `uri` whole or not at all (zstd); returns `uri`.
+
+    Locally the file is written under a temporary name and renamed (atomic on one filesystem);
+    an S3 object becomes visible only once its upload completes, so it is written in place.
+    """
+    import uuid
+
+    import pyarrow.parquet as pq
+
+    fs, path = filesystem(uri, settings)
+    if isinstance(fs, pafs.LocalFileSystem):
+        directory, name = path.rsplit("/", 1)
+        fs.create_dir(directory, recursive=True)
+        tmp = f"{directory}/{TMP_PREFIX}{uuid.uuid4().hex[:8]}-{name}.partial"
+        pq.write_table(table, tmp, filesystem=fs, compression="zstd")
+        fs.move(tmp, path)
+    else:
+        pq.write_table(table, path, filesystem=fs, compression="zstd")
+    return uri

@@ -188,11 +188,7 @@ def write_results(
     """Append `rows` as a new `<out>/results/part-<UTC time>-<uuid8>.parquet`; returns its URI."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     uri = storage.join(out_uri, RESULTS_DIR, f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet")
-    fs, path = storage.filesystem(uri, settings)
-    if not storage.is_remote(uri):
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, filesystem=fs, compression="zstd")
-    return uri
+    return storage.write_parquet(pa.Table.from_pylist(rows, schema=schema), uri, settings)
 
 
 def existing_keys(out_uri: str, *, settings: storage.StorageSettings | None = None) -> set[tuple[str, str]]:
