@@ -54,6 +54,7 @@ def evaluate_latents(
         alphas=walk.alphas.to(**cpu),
         probs=walk.probs.to(**cpu),
         steps_used=steps_used.to(**cpu),
+        used_fallback=walk.used_fallback.cpu(),
     )
 
 

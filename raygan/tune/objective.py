@@ -11,16 +11,20 @@ For N images and a traversal of F frames at alphas a_0 = 0 < ... < a_{F-1} (alph
         + w_flip  * (1 - flip_rate)                      positives (p_input > 0.5) whose counterfactual p < 0.5
         + w_mono  * (1 - monotone_share)                 traversals non-decreasing within 1e-3
         + w_start * (1 - start_share)                    traversals starting confidently negative (p(alpha=0) < 0.2)
-        + w_end   * mean |p(alpha=1) - p_rec|            the traversal reaches the reconstruction's p at alpha = 1
+        + w_end   * mean' |p(alpha=1) - p_rec|           the traversal reaches the reconstruction's p at alpha = 1
         + w_jump  * mean max_n |p_{n+1} - p_n|           crosses the boundary in several frames, not one jump
         + w_cost  * mean(steps_used) / steps_reference   inversion cost relative to the authors' 5000 steps
 
 with the default weights of `ObjectiveWeights` (1, 1, 1, 1, 0.5, 0.5, 1, 0.5, 0.1). p(alpha=1) is
 read off the curve by linear interpolation, because alpha = 1 falls between frames when
-N * lambda > 1 (e.g. 8 frames at lambda = 0.15). The flip term is left out (0) when no image is
-called positive: eligibility depends on the images only, never on the settings, so all trials
-of a sweep share it. `boundary_frames` (mean count of frames with p in [0.2, 0.8]) is reported
-beside `max_jump` but not weighted, since it grows with the frame count by construction.
+N * lambda > 1 (e.g. 8 frames at lambda = 0.15). mean' averages over the traversals that walk
+their own z2: where the inverted z2 is ~0 the traversal follows the mean positive direction
+instead (`used_fallback`), so its alpha = 1 frame is not the reconstruction and the gap means
+nothing; the term is left out (0) when every traversal used the fallback. Likewise the flip term
+is left out when no image is called positive: eligibility depends on the images only, never on
+the settings, so all trials of a sweep share it. `boundary_frames` (mean count of frames with p
+in [0.2, 0.8]) and `fallback_share` are reported but not weighted: the first grows with the frame
+count by construction, the second is what the images are, as much as what the settings do.
 """
 
 from __future__ import annotations
@@ -51,12 +55,14 @@ class Evaluation:
     alphas: torch.Tensor  # [F] alpha = n * lambda, increasing from 0
     probs: torch.Tensor  # [N, F] p_C per traversal frame
     steps_used: torch.Tensor  # [N] inversion steps each image ran
+    used_fallback: torch.Tensor | None = None  # [N] bool: the traversal walked the mean positive direction (None: none)
 
     def __post_init__(self) -> None:
         n = self.p_input.shape[0]
         for name in ("p_input", "p_reconstruction", "p_counterfactual", "recon_mse", "recon_ssim", "steps_used"):
             value = getattr(self, name)
             assert value.shape == (n,), (name, value.shape)  # [N]
+        assert self.used_fallback is None or self.used_fallback.shape == (n,), self.used_fallback.shape  # [N]
         assert self.alphas.ndim == 1 and self.alphas.shape[0] >= 2, self.alphas.shape  # [F]
         assert self.probs.shape == (n, self.alphas.shape[0]), self.probs.shape  # [N, F]
 
@@ -74,6 +80,7 @@ class Evaluation:
             alphas=f(list(explanations[0].traversal_alphas), dtype=torch.float64),
             probs=f([list(e.traversal_probs) for e in explanations], dtype=torch.float64),
             steps_used=f([e.steps_used for e in explanations], dtype=torch.float64),
+            used_fallback=f([bool(e.used_fallback) for e in explanations], dtype=torch.bool),
         )
 
 
@@ -87,7 +94,7 @@ class ObjectiveWeights:
     flip: float = 1.0  # 1 - flip rate
     monotone: float = 0.5  # 1 - monotone share
     start: float = 0.5  # 1 - share of traversals starting at p < 0.2
-    end: float = 1.0  # mean |p(alpha = 1) - p_rec|
+    end: float = 1.0  # mean |p(alpha = 1) - p_rec| over traversals that walk their own z2
     jump: float = 0.5  # mean largest frame-to-frame change of p
     cost: float = 0.1  # mean steps / steps_reference
     steps_reference: int = AUTHORS_INVERSION.steps  # steps that cost 1 (the authors' 5000)
@@ -107,7 +114,8 @@ class Score:
     monotone_share: float  # share of traversals non-decreasing within 1e-3
     start_share: float  # share of traversals with p(alpha = 0) < 0.2
     start_p: float  # mean p(alpha = 0)
-    end_gap: float  # mean |p(alpha = 1) - p_rec|, p(alpha = 1) interpolated on the curve
+    end_gap: float  # mean |p(alpha = 1) - p_rec| over own-z2 traversals (interpolated); nan when there are none
+    fallback_share: float  # share of traversals that walked the mean positive direction (z2 was ~0)
     max_jump: float  # mean over images of the largest |p_{n+1} - p_n|
     boundary_frames: float  # mean count of frames with p in [0.2, 0.8] (reported, not weighted)
     steps: float  # mean inversion steps used
@@ -148,6 +156,8 @@ def score(evaluation: Evaluation, *, weights: ObjectiveWeights = ObjectiveWeight
     monotone = float(monotone_flags(probs, tol=DEFAULT_TOL).to(torch.float64).mean())
     start = probs[:, 0]
     end = p_at_alpha(e.alphas, probs, 1.0)
+    fallback = e.used_fallback if e.used_fallback is not None else torch.zeros(n, dtype=torch.bool)
+    own = ~fallback.cpu()  # [N] traversals whose alpha = 1 frame is the reconstruction
     jumps = probs.diff(dim=1).abs().amax(dim=1)  # [N]
     boundary = ((probs >= BOUNDARY[0]) & (probs <= BOUNDARY[1])).sum(dim=1).to(torch.float64)  # [N]
 
@@ -160,7 +170,8 @@ def score(evaluation: Evaluation, *, weights: ObjectiveWeights = ObjectiveWeight
         "monotone_share": monotone,
         "start_share": float((start < START_NEGATIVE).to(torch.float64).mean()),
         "start_p": float(start.mean()),
-        "end_gap": float((end - p_rec).abs().mean()),
+        "end_gap": float((end - p_rec).abs()[own].mean()) if bool(own.any()) else math.nan,
+        "fallback_share": float(fallback.to(torch.float64).mean()),
         "max_jump": float(jumps.mean()),
         "boundary_frames": float(boundary.mean()),
         "steps": float(e.steps_used.to(torch.float64).mean()),
@@ -174,7 +185,7 @@ def score(evaluation: Evaluation, *, weights: ObjectiveWeights = ObjectiveWeight
         + (w.flip * (1.0 - parts["flip_rate"]) if not math.isnan(parts["flip_rate"]) else 0.0)
         + w.monotone * (1.0 - parts["monotone_share"])
         + w.start * (1.0 - parts["start_share"])
-        + w.end * parts["end_gap"]
+        + (w.end * parts["end_gap"] if not math.isnan(parts["end_gap"]) else 0.0)
         + w.jump * parts["max_jump"]
         + w.cost * parts["cost"]
     )

@@ -14,7 +14,7 @@ from raygan.tune.objective import Score
 # Score fields shown in the Markdown table (the CSV has them all).
 MARKDOWN_SCORES = (
     "objective", "recon_mse", "recon_ssim", "prob_gap", "flip_rate", "monotone_share", "start_share",
-    "end_gap", "max_jump", "boundary_frames", "steps",
+    "end_gap", "fallback_share", "max_jump", "boundary_frames", "steps",
 )
 
 

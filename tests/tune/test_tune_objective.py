@@ -84,6 +84,19 @@ def test_alpha_one_between_frames_is_interpolated() -> None:
     assert s.end_gap == pytest.approx((0 + abs(1 / 1.2 - 0.5)) / 2, abs=1e-6)
 
 
+def test_end_gap_skips_traversals_that_walk_the_fallback_direction() -> None:
+    # Image 2 inverted to z2 ~ 0 and walked the mean positive direction: its alpha = 1 frame (p 0.7)
+    # is not its reconstruction (p 0.1), so it must not count against the settings.
+    probs = torch.tensor([[0.05, 0.25, 0.5, 0.75, 0.9], [0.05, 0.1, 0.3, 0.5, 0.7]])
+    s = score(_evaluation(probs=probs, used_fallback=torch.tensor([False, True])))
+    assert s.end_gap == pytest.approx(0, abs=1e-7) and s.fallback_share == 0.5
+    counted = score(_evaluation(probs=probs))
+    assert counted.end_gap == pytest.approx(0.3) and counted.fallback_share == 0.0
+    assert counted.objective - s.objective == pytest.approx(0.3)
+    every = score(_evaluation(probs=probs, used_fallback=torch.tensor([True, True])))
+    assert math.isnan(every.end_gap) and every.objective == pytest.approx(s.objective)
+
+
 def test_shapes_are_checked() -> None:
     with pytest.raises(AssertionError):
         _evaluation(probs=torch.zeros(2, 4))
@@ -98,11 +111,15 @@ def test_from_explanations_and_metrics_round_trip() -> None:
             p_input=float(e.p_input[i]), p_reconstruction=float(e.p_reconstruction[i]),
             p_counterfactual=float(e.p_counterfactual[i]), recon_mse=0.0, recon_ssim=1.0,
             traversal_alphas=e.alphas.tolist(), traversal_probs=e.probs[i].tolist(), steps_used=int(e.steps_used[i]),
+            used_fallback=i == 1,
         )
         for i in range(2)
     ]
-    s = score(Evaluation.from_explanations(explanations))
-    assert s.objective == pytest.approx(score(e).objective)
+    stacked = Evaluation.from_explanations(explanations)
+    assert stacked.used_fallback.tolist() == [False, True]
+    s = score(stacked)
+    expected = score(dataclasses.replace(e, used_fallback=torch.tensor([False, True])))
+    assert s.objective == pytest.approx(expected.objective)
     metrics = s.metrics()
     assert set(metrics) == {f.name for f in dataclasses.fields(Score)}
     assert all(isinstance(v, float) for v in metrics.values())
