@@ -31,7 +31,9 @@ test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 results-cpu: $(STAMP)
-	$(BIN)/raygan demo --profile results --data $(CXR128)
+	$(BIN)/raygan study --preset small --data $(CXR128) --out runs/results-cpu --classifier-epochs 8 \
+	  --gan-epochs 20 --classifier-cap 150 --gan-cap 900 --images 64 --authors-cap 1800 \
+	  --consistency-z1 1000 --consistency-repeats 5 --threads 1
 
 clean:
 	rm -rf runs .pytest_cache

@@ -499,9 +499,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole pipeline on embedded phantoms: data -> classifier -> GAN -> report",
                        description="Phantoms -> classifier -> GAN (Ray Train) -> class consistency and explanation "
                                    "metrics -> <out>/report.html. Stages whose outputs exist are skipped.")
-    p.add_argument("--out", default=None, help="output directory (default: runs/demo, or runs/results-cpu)")
-    p.add_argument("--profile", choices=["demo", "results"], default="demo",
-                   help="demo: minutes on a laptop; results: longer training on --data (make results-cpu)")
+    p.add_argument("--out", default=None, help="output directory (default: runs/demo)")
     p.add_argument("--data", default=None, help="input shards to use instead of generated phantoms")
     p.add_argument("--gan-epochs", type=int, default=None, help="GAN training epochs")
     p.add_argument("--classifier-epochs", type=int, default=None, help="classifier training epochs")
@@ -513,14 +511,65 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from raygan.demo import demo_config, run_demo, summary_json
 
-    config = demo_config(args.profile, out=args.out, data=args.data, gan_epochs=args.gan_epochs,
+    config = demo_config(out=args.out, data=args.data, gan_epochs=args.gan_epochs,
                          classifier_epochs=args.classifier_epochs, explain_images=args.images,
                          phantoms=args.phantoms)
     print(summary_json(run_demo(config)))
     return 0
 
 
-_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_phantoms, _add_ingest, _add_train_classifier, _add_train, _add_evaluate, _add_tune, _add_explain, _add_report, _add_explain_bulk, _add_serve, _add_demo]
+def _add_study(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "study", help="an end-to-end results run on labelled shards without Ray: classifier, GAN, evaluation, figures",
+        description="Train the preset's classifier and GAN in-process on the training split of --data, evaluate "
+                    "raygan's shipped inversion and the authors' recipe on the same test images, and write "
+                    "results.json, results.md and Figure-2 pictures under --out.")
+    p.add_argument("--data", required=True, help="labelled input shards (local path, file:// or s3://)")
+    p.add_argument("--out", required=True, help="output directory or prefix")
+    p.add_argument("--preset", choices=["paper", "small", "tiny"], default="small", help="model preset")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available)")
+    p.add_argument("--classifier-epochs", type=int, default=None, help="classifier epochs (default: the preset's)")
+    p.add_argument("--gan-epochs", type=int, default=None, help="GAN epochs (default: the preset's)")
+    p.add_argument("--classifier-cap", type=float, default=None,
+                   help="seconds: classifier training stops after the epoch that crosses this")
+    p.add_argument("--gan-cap", type=float, default=None,
+                   help="seconds: GAN training stops after the epoch that crosses this")
+    p.add_argument("--authors-cap", type=float, default=None,
+                   help="seconds for the authors' recipe: fewer test images when a timed probe says all would not fit")
+    p.add_argument("--images", type=int, default=None, help="test images explained by both recipes (default 64)")
+    p.add_argument("--authors-steps", type=int, default=None, help="the authors' inversion steps (default 5000)")
+    p.add_argument("--consistency-z1", type=int, default=None, help="class consistency: z1 per repeat (default 1000)")
+    p.add_argument("--consistency-repeats", type=int, default=None, help="class consistency: repeats (default 10)")
+    p.add_argument("--sanity-images", type=int, default=None,
+                   help="images in the randomisation sanity check (default 8)")
+    p.add_argument("--eval-batch", type=int, default=None, help="images per explainer call (default 64)")
+    p.add_argument("--figures", type=int, default=None, help="Figure-2 pictures, half positives (default 4)")
+    p.add_argument("--seed", type=int, default=None, help="seeds weights, data order and latents (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the GAN step's networks on CUDA (default: the preset's)")
+    p.set_defaults(func=_run_study)
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    from raygan.config import replace
+    from raygan.study import StudyConfig, run_study
+
+    config = replace(
+        StudyConfig(data=args.data, out=args.out, preset=args.preset), device=args.device,
+        classifier_epochs=args.classifier_epochs, gan_epochs=args.gan_epochs, classifier_cap_s=args.classifier_cap,
+        gan_cap_s=args.gan_cap, authors_cap_s=args.authors_cap, explain_images=args.images,
+        authors_steps=args.authors_steps, consistency_z1=args.consistency_z1,
+        consistency_repeats=args.consistency_repeats, sanity_images=args.sanity_images, eval_batch=args.eval_batch,
+        figures=args.figures, seed=args.seed, threads=args.threads, compile=args.compile,
+    )
+    result = run_study(config)
+    print(f"classifier test accuracy {result.classifier_test_accuracy:.3f}, class consistency "
+          f"{result.class_consistency:.4f} (paper: 0.9115); {result.results_uri}")
+    return 0
+
+
+_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_phantoms, _add_ingest, _add_train_classifier, _add_train, _add_evaluate, _add_tune, _add_explain, _add_report, _add_explain_bulk, _add_serve, _add_demo, _add_study]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

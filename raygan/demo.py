@@ -3,8 +3,8 @@
 phantoms (with a planted shortcut) -> classifier (Ray Train) -> GAN (Ray Train) -> class
 consistency and the explanation metrics -> explanations of a few test images ->
 `<out>/report.html`. Each stage is skipped when its output already exists, so a rerun picks up
-where an interrupted one stopped. The `results` profile runs the same pipeline on real images
-(`--data`, e.g. the cxr128 shards) with longer training, for `make results-cpu`.
+where an interrupted one stopped. `--data` swaps the phantoms for other labelled shards. (The
+larger real-data run, `make results-cpu`, is `raygan study`: the GPU results pipeline without Ray.)
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from raygan import storage
 from raygan.config import Preset, preset, replace
@@ -35,14 +34,6 @@ class DemoConfig:
     consistency_z1: int = 250  # class consistency: z1 per repeat (x 4 samples each)
     consistency_repeats: int = 4  # class consistency: repeats
     seed: int = 0  # seeds the phantoms and both trainings
-
-
-PROFILES: dict[str, DemoConfig] = {
-    "demo": DemoConfig(),
-    # `make results-cpu`: real images, longer training, more images explained (under an hour on 2 cores).
-    "results": DemoConfig(out="runs/results-cpu", classifier_epochs=8, gan_epochs=30, explain_images=64,
-                          consistency_z1=1000, consistency_repeats=10),
-}
 
 
 @dataclass(frozen=True)
@@ -132,9 +123,9 @@ def run_demo(config: DemoConfig) -> DemoResult:
                       class_consistency=consistency, seconds=time.perf_counter() - started)
 
 
-def demo_config(profile: Literal["demo", "results"], **overrides: object) -> DemoConfig:
-    """The profile's config with the given (non-None) overrides."""
-    return replace(PROFILES[profile], **overrides)
+def demo_config(**overrides: object) -> DemoConfig:
+    """The default demo config with the given (non-None) overrides."""
+    return replace(DemoConfig(), **overrides)
 
 
 def summary_json(result: DemoResult) -> str:

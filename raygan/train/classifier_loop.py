@@ -12,18 +12,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from raygan import storage
 from raygan.config import ClassifierTrainConfig
 from raygan.models.classifier import build_classifier
 from raygan.train.checkpoint import report_epoch, restore_state
-from raygan.train.gan_loop import all_reduce_sum, epoch_seed
+from raygan.train.epoch import augment, classifier_epoch, epoch_seed
+from raygan.train.gan_loop import all_reduce_sum
 from raygan.train.step import bare
 
-MAX_SHIFT = 0.06  # random translation, as a fraction of the image side
-MAX_GAIN = 0.1  # random contrast gain 1 +- this
-MAX_OFFSET = 0.05  # random brightness offset +- this, on the [0, 1] scale
 SHUFFLE_BUFFER = 512  # rows in Ray Data's local shuffle buffer
 
 
@@ -35,25 +32,6 @@ class ClassifierLoopConfig:
     channels: int  # input channels
     settings: storage.StorageSettings  # object-storage endpoint for local-mode checkpoints
     local_checkpoints: str | None = None  # where local mode (workers = 0) keeps checkpoints
-
-
-def augment(images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Small random translations and brightness/contrast jitter of [-1, 1] images [N, C, S, S].
-
-    No flips: chest X-rays have a handedness (the heart is on the left) a classifier may rely on.
-    """
-    assert images.ndim == 4, images.shape  # [N, C, S, S]
-    n, device = images.shape[0], images.device
-    shift = (torch.rand(n, 2, device=device, generator=generator) * 2 - 1) * MAX_SHIFT * 2  # grid units span 2
-    theta = torch.zeros(n, 2, 3, device=device)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-    theta[:, :, 2] = shift
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    moved = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    gain = 1 + (torch.rand(n, 1, 1, 1, device=device, generator=generator) * 2 - 1) * MAX_GAIN
-    offset = (torch.rand(n, 1, 1, 1, device=device, generator=generator) * 2 - 1) * MAX_OFFSET
-    unit = ((moved + 1) / 2 - 0.5) * gain + 0.5 + offset  # contrast about mid-grey, then brightness
-    return (unit.clamp(0, 1) * 2 - 1).contiguous()
 
 
 def classifier_loop(config: dict[str, Any]) -> None:
@@ -93,21 +71,13 @@ def classifier_loop(config: dict[str, Any]) -> None:
         seed = epoch_seed(cfg.seed, rank=rank, epoch=epoch)
         torch.manual_seed(seed)
         rng.manual_seed(seed)
-        model.train()
-        totals = torch.zeros(3, device=device)  # loss sum, correct, images
         started = time.perf_counter()
-        for batch in shard.iter_torch_batches(
+        batches = shard.iter_torch_batches(
             batch_size=cfg.batch_size, drop_last=True, device=device,
             local_shuffle_buffer_size=SHUFFLE_BUFFER, local_shuffle_seed=seed,
-        ):
-            images, labels = augment(batch["image"], generator=rng), batch["label"].long()  # [N, C, S, S], [N]
-            logits = model(images)  # [N, 2]
-            loss = F.cross_entropy(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            totals += torch.stack([loss.detach() * labels.shape[0], (logits.argmax(1) == labels).sum().float(),
-                                   torch.tensor(float(labels.shape[0]), device=device)])
+        )
+        # The per-batch update is the pure `classifier_epoch`, shared with the Ray-free study.
+        totals = classifier_epoch(model, optimizer, ((b["image"], b["label"]) for b in batches), rng=rng)
 
         # --- 5. metrics (one host sync per epoch) and checkpoint --------------------------------
         totals = all_reduce_sum(totals)

@@ -24,7 +24,8 @@ from raygan.models.discriminator import build_discriminator
 from raygan.models.frozen import load_classifier
 from raygan.models.generator import build_generator
 from raygan.train.checkpoint import report_epoch, restore_state
-from raygan.train.step import GanModels, MetricMeans, bare, compile_models, configure_models, gan_step, make_optimizers
+from raygan.train.epoch import epoch_seed, gan_epoch
+from raygan.train.step import GanModels, bare, compile_models, configure_models, make_optimizers
 
 SAMPLE_COLUMNS = 8  # z1s per sample grid: a negative row (z2 = 0) above a positive row, same z1s
 SHUFFLE_BUFFER = 256  # rows in Ray Data's local shuffle buffer
@@ -80,12 +81,6 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
-
-
-def epoch_seed(seed: int, *, rank: int, epoch: int) -> int:
-    """Per-rank, per-epoch seed: a resumed epoch draws the same latents, dropout and data order as
-    the original run did, without storing RNG states in the checkpoint."""
-    return (seed * 1_000_003 + rank * 10_007 + epoch) % 2**63
 
 
 def gan_loop(config: dict[str, Any]) -> None:
@@ -147,16 +142,14 @@ def gan_loop(config: dict[str, Any]) -> None:
         seed = epoch_seed(train.seed, rank=rank, epoch=epoch)
         torch.manual_seed(seed)  # D's dropout
         rng.manual_seed(seed)  # labels and latents
-        means = MetricMeans(device)
-        images = torch.zeros((), device=device)
         started = time.perf_counter()
-        for batch in shard.iter_torch_batches(
+        batches = shard.iter_torch_batches(
             batch_size=train.batch_size, drop_last=True, device=device,
             local_shuffle_buffer_size=SHUFFLE_BUFFER, local_shuffle_seed=seed,
-        ):
-            real = batch["image"]  # [N, C, S, S]
-            means.add(gan_step(models, opt_g, opt_d, real, train=train, rng=rng))
-            images += real.shape[0]
+        )
+        # The per-batch update is the pure `gan_epoch` (gan_step per batch), shared with the Ray-free study.
+        done = gan_epoch(models, opt_g, opt_d, (b["image"] for b in batches), train=train, rng=rng)
+        means, images = done.means, done.images
 
         # --- 5. metrics (one host sync per epoch), samples and checkpoint --------------------------
         names = list(means.sums)

@@ -1,0 +1,200 @@
+"""The study's report: `results.json` (flat headline keys plus the details) and `results.md` (tables).
+
+Pure: the stages' outputs in, a JSON-ready dict and Markdown text out; `raygan.study` writes them.
+The headline keys are the ones issue 6 asks for: classifier_test_accuracy, classifier_test_auc,
+class_consistency, monotone_share, flip_rate, mean_abs_delta_p, recon_mse, proximity and the same
+with an `authors_` prefix (null when the authors' recipe was skipped), with the sample sizes behind
+them, the epochs and seconds of each stage, the preset, `gpu`, `date` and the torch version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from raygan.config import InversionConfig, Preset
+    from raygan.evaluate import EvaluationReport
+    from raygan.study import ClassifierStage, ExplanationScores, GanStage, StudyConfig
+
+PAPER = {"classifier_test_accuracy": 0.75, "class_consistency": 0.9115}  # the paper's figures (accuracy approximate)
+COMPARED = ("monotone_share", "mean_spearman", "flip_rate", "mean_abs_delta_p", "recon_mse", "recon_ssim",
+            "proximity", "fallback_share", "mean_steps_used")  # ExplanationScores fields reported for both recipes
+MAPS = ("diff", "gradcam", "ig")
+
+
+def jsonable(value: Any) -> Any:
+    """`value` with non-finite floats as None (strict JSON has no nan or inf) and tuples as lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def _scores(scores: ExplanationScores | None, prefix: str = "") -> dict[str, Any]:
+    return {f"{prefix}{name}": None if scores is None else getattr(scores, name) for name in COMPARED}
+
+
+def _map_table(values: Mapping[str, float], sizes: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+    """Per attribution map: border mass (and chance), faithfulness, sanity check, from an evaluation."""
+    out = {}
+    for m in MAPS:
+        out[m] = {
+            "border_mass": values.get(f"border_mass.{m}.value"), "border_chance": values.get(f"border_mass.{m}.chance"),
+            "deletion_auc": values.get(f"faithfulness.{m}.deletion_auc"),
+            "insertion_auc": values.get(f"faithfulness.{m}.insertion_auc"),
+            "faithfulness_images": sizes.get(f"faithfulness.{m}.count"),
+            "sanity_spearman": values.get(f"sanity.{m}.spearman"), "sanity_ssim": values.get(f"sanity.{m}.ssim"),
+            "outside_lung_mass": values.get(f"outside_lung_mass.{m}.value"),
+        }
+    return out
+
+
+def results_json(
+    *,
+    config: StudyConfig,
+    preset: Preset,
+    gpu: str,
+    date: str,
+    classifier: ClassifierStage,
+    gan: GanStage,
+    report: EvaluationReport,
+    raygan: ExplanationScores,
+    paired: ExplanationScores | None,
+    authors: ExplanationScores | None,
+    authors_config: InversionConfig,
+    authors_predicted_s: float,
+    counts: Mapping[str, int],
+    labels: Mapping[str, int],
+    ids: list[str],
+    figures: list[str],
+    seconds: Mapping[str, float],
+) -> dict[str, Any]:
+    """Everything a study measured, JSON-ready (nan -> null)."""
+    values, sizes = report.values, report.sizes
+    results: dict[str, Any] = {
+        "preset": preset.name, "data": config.data, "gpu": gpu, "date": date, "torch": torch.__version__,
+        "python": platform.python_version(),
+        "classifier_arch": classifier.arch,
+        "classifier_test_accuracy": classifier.test_accuracy, "classifier_test_auc": classifier.test_auc,
+        "classifier_val_accuracy": classifier.val_accuracy, "classifier_val_auc": classifier.val_auc,
+        "classifier_train_accuracy": classifier.train_accuracy,
+        "class_consistency": values["class_consistency.accuracy"],
+        "class_consistency_std": values["class_consistency.std"],
+        "class_consistency_negative": values["class_consistency.negative_accuracy"],
+        "class_consistency_positive": values["class_consistency.positive_accuracy"],
+        **_scores(raygan), **_scores(authors, "authors_"),
+        "frechet": values.get("frechet.value"),
+        "maps": _map_table(values, sizes),
+        "sample_sizes": {
+            "train": counts["train"], "val": counts["val"], "test": counts["test"],
+            "test_explained": raygan.images, "test_explained_positive": sum(labels.get(i) == 1 for i in ids),
+            "authors_images": 0 if authors is None else authors.images,
+            "flip_eligible": raygan.flip_eligible,
+            "authors_flip_eligible": None if authors is None else authors.flip_eligible,
+            "class_consistency_samples": sizes.get("class_consistency.samples"),
+            "sanity_images": min(config.sanity_images, raygan.images),
+        },
+        "epochs": {"classifier": classifier.epochs, "classifier_planned": classifier.planned,
+                   "gan": gan.epochs, "gan_planned": gan.planned},
+        "caps_s": {"classifier": config.classifier_cap_s, "gan": config.gan_cap_s, "authors": config.authors_cap_s},
+        "seconds": dict(seconds),
+        "authors_predicted_s": authors_predicted_s,
+        "gan_final": dict(gan.final),
+        "inversion": {"raygan": dataclasses.asdict(report.inversion), "authors": dataclasses.asdict(authors_config)},
+        "traversal": dataclasses.asdict(report.traversal),
+        "bundle_id": report.bundle_id,
+        "figures": figures,
+        "paper": PAPER,
+        "config": dataclasses.asdict(config),
+        "evaluation": {"values": dict(values), "sizes": dict(sizes)},
+    }
+    if paired is not None and authors is not None and paired.images != raygan.images:
+        results["raygan_on_authors_images"] = _scores(paired)  # the like-for-like comparison when fewer were inverted
+    return jsonable(results)
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+ROWS = (  # (key, label, paper's figure)
+    ("monotone_share", "monotone share of traversals", "monotone traversals (shown, no share given)"),
+    ("mean_spearman", "mean Spearman rho of p vs alpha", "-"),
+    ("flip_rate", "flip rate (positive calls whose counterfactual is negative)", "-"),
+    ("mean_abs_delta_p", "mean abs delta p, reconstruction vs input", "-"),
+    ("recon_mse", "reconstruction MSE ([-1, 1] scale)", "-"),
+    ("recon_ssim", "reconstruction SSIM", "-"),
+    ("proximity", "proximity: mean abs(G(z1, 0) - G(z1, z2))", "-"),
+    ("fallback_share", "traversals that walked the mean positive direction", "-"),
+    ("mean_steps_used", "mean inversion steps per image", "5000"),
+)
+
+
+def results_markdown(results: Mapping[str, Any]) -> str:
+    """`results.md`: raygan's shipped inversion vs the authors' recipe vs the paper, then the details."""
+    n, s, e = results["sample_sizes"], results["seconds"], results["epochs"]
+    paired = results.get("raygan_on_authors_images")
+    lines = [
+        f"# raygan study: `{results['preset']}` preset",
+        "",
+        (f"- data: `{results['data']}`: {n['train']} train / {n['val']} val / {n['test']} test images "
+        "(80/10/10 by a hash of image_id; the GAN saw the training split only)"),
+        f"- device: {results['gpu']}; torch {results['torch']}; {results['date']}",
+        (f"- epochs: classifier ({results['classifier_arch']}) {e['classifier']} of {e['classifier_planned']}, "
+        f"GAN {e['gan']} of {e['gan_planned']}"),
+        "- seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in s.items()),
+        (f"- explained: the first {n['test_explained']} test images "
+         f"({n['test_explained_positive']} labelled positive); "
+        f"the authors' recipe on the first {n['authors_images']} of them; class consistency over "
+        f"{n['class_consistency_samples']} generated images"),
+        "",
+        "| | raygan | paper |",
+        "|---|---|---|",
+        f"| classifier test accuracy | {_f(results['classifier_test_accuracy'])} | ~0.75 |",
+        f"| classifier test ROC AUC | {_f(results['classifier_test_auc'])} | - |",
+        (f"| generator class consistency | {_f(results['class_consistency'], 4)} "
+        f"(negatives {_f(results['class_consistency_negative'])}, "
+         f"positives {_f(results['class_consistency_positive'])}) "
+        "| 0.9115 |"),
+        f"| Frechet distance, classifier features (real vs generated) | {_f(results['frechet'])} | - |",
+        "",
+        ("Explanations of the same test images: raygan's shipped inversion "
+        f"({results['inversion']['raygan']['steps']} steps max) vs the authors' recipe "
+        f"({results['inversion']['authors']['steps']} steps, Adam 0.01, a = 4, b = 1, z1 = 0, z2 random):"),
+        "",
+        "| metric | raygan | authors' recipe |" + (" raygan on the authors' images |" if paired else "") + " paper |",
+        "|---|---|---|" + ("---|" if paired else "") + "---|",
+    ]
+    for key, label, paper in ROWS:
+        cells = [_f(results[key]), _f(results[f"authors_{key}"])] + ([_f(paired[key])] if paired else [])
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {paper} |")
+    lines += [
+        "",
+        f"Flip rate denominators: {n['flip_eligible']} (raygan), {_f(n['authors_flip_eligible'])} (authors).",
+        "",
+        ("Attribution maps of raygan's explanations (border = outer 10% of the side; faithfulness on images "
+        "called positive; sanity = Spearman rho of the maps before and after randomising the classifier, "
+        "lower is better):"),
+        "",
+        "| map | border mass (chance) | deletion AUC (lower better) | insertion AUC (higher better) | sanity rho |",
+        "|---|---|---|---|---|",
+    ]
+    for m, row in results["maps"].items():
+        lines.append(f"| {m} | {_f(row['border_mass'])} ({_f(row['border_chance'])}) | {_f(row['deletion_auc'])} | "
+                     f"{_f(row['insertion_auc'])} | {_f(row['sanity_spearman'])} |")
+    lines += ["", "Figures:", ""] + [f"![{f}](figures/{f})" for f in results["figures"]]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["COMPARED", "PAPER", "jsonable", "results_json", "results_markdown"]
