@@ -12,7 +12,9 @@ checkpoints are written (and pruned, and found again on relaunch) there by this 
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,16 @@ def _persist_local(
     return ray.train.Checkpoint(path=path, filesystem=fs)
 
 
+@functools.cache
+def _quiet_report_log() -> None:
+    """Ray Train 2.60 logs each report's whole metrics dict at INFO from every worker, which buries
+    the epoch progress bar (the same numbers) in the driver's output: keep its warnings only.
+    Its logger is named after the module's file, an internal path of the pinned Ray version."""
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 def report_epoch(
     metrics: dict[str, Any],
     *,
@@ -100,6 +112,7 @@ def report_epoch(
     """Report `metrics` (every rank must call this), with `state` as a checkpoint from rank 0."""
     import ray.train
 
+    _quiet_report_log()
     if state is None or rank != 0:
         ray.train.report(metrics)
         return
