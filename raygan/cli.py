@@ -500,6 +500,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                        description="Phantoms -> classifier -> GAN (Ray Train) -> class consistency and explanation "
                                    "metrics -> <out>/report.html. Stages whose outputs exist are skipped.")
     p.add_argument("--out", default=None, help="output directory (default: runs/demo)")
+    p.add_argument("--preset", choices=["small", "tiny", "paper"], default=None,
+                   help="model preset (default small: 64 px, minutes on 2 cores; tiny: 32 px smoke run)")
     p.add_argument("--data", default=None, help="input shards to use instead of generated phantoms")
     p.add_argument("--gan-epochs", type=int, default=None, help="GAN training epochs")
     p.add_argument("--classifier-epochs", type=int, default=None, help="classifier training epochs")
@@ -511,7 +513,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from raygan.demo import demo_config, run_demo, summary_json
 
-    config = demo_config(out=args.out, data=args.data, gan_epochs=args.gan_epochs,
+    config = demo_config(out=args.out, preset=args.preset, data=args.data, gan_epochs=args.gan_epochs,
                          classifier_epochs=args.classifier_epochs, explain_images=args.images,
                          phantoms=args.phantoms)
     print(summary_json(run_demo(config)))
