@@ -22,13 +22,16 @@ import hashlib
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 from raygan import storage
 from raygan.storage import StorageSettings
+
+if TYPE_CHECKING:
+    from raygan.explain.results import ExplainSummary
 
 TMP_PREFIX = storage.TMP_PREFIX  # temporary result files a killed local run may leave behind
 
@@ -50,20 +53,6 @@ class BulkConfig:
             raise ValueError(f"need batch_size >= 1 and 1 <= min_actors <= max_actors, got {self}")
         if self.num_cpus <= 0 or self.num_gpus < 0:
             raise ValueError(f"need num_cpus > 0 and num_gpus >= 0, got {self.num_cpus}, {self.num_gpus}")
-
-
-@dataclass(frozen=True)
-class BulkSummary:
-    """What one bulk run did."""
-
-    rows_in: int  # rows in the input
-    ok: int  # rows explained by this run
-    error: int  # rows written with status "error" by this run
-    skipped: int  # rows already in the results for this bundle_id
-    seconds: float  # wall time of the whole run (reading, explaining, writing)
-    images_per_s: float  # (ok + error) / seconds
-    bundle_id: str  # the bundle_id of the rows written
-    results_uri: str  # <out>/results
 
 
 def bundle_id_of(bundle_uri: str, *, settings: StorageSettings | None = None) -> str:
@@ -140,7 +129,7 @@ def explain_bulk(
     settings: StorageSettings | None = None,
     runtime_env: dict[str, Any] | None = None,
     udf: type = ExplainBatch,
-) -> BulkSummary:
+) -> ExplainSummary:
     """Explain every input row not yet in `<out>/results/` for this bundle, on the current Ray cluster.
 
     `settings` reach the workers explicitly (their environment may differ from the driver's);
@@ -151,7 +140,7 @@ def explain_bulk(
     from ray.data.expressions import col
 
     from raygan.data.shards import read_table
-    from raygan.explain.results import RESULTS_DIR, existing_keys
+    from raygan.explain.results import RESULTS_DIR, ExplainSummary, existing_keys
 
     settings = settings if settings is not None else StorageSettings.from_env()
     start = time.monotonic()
@@ -190,14 +179,14 @@ def explain_bulk(
     if ok + error != todo:
         raise RuntimeError(f"bulk run wrote {ok + error} result rows for {todo} rows to do; rerun to finish")
     seconds = time.monotonic() - start
-    summary = BulkSummary(rows_in=len(ids), ok=ok, error=error, skipped=len(done), seconds=seconds,
-                          images_per_s=(ok + error) / seconds if seconds > 0 else 0.0, bundle_id=bundle_id,
-                          results_uri=storage.join(out_uri, RESULTS_DIR))
+    summary = ExplainSummary(rows_in=len(ids), ok=ok, error=error, skipped=len(done), seconds=seconds,
+                             images_per_s=(ok + error) / seconds if seconds > 0 else 0.0, bundle_id=bundle_id,
+                             results_uri=storage.join(out_uri, RESULTS_DIR))
     _write_run_record(input_uri, bundle_uri, out_uri, config, summary, settings=settings)
     return summary
 
 
-def _write_run_record(input_uri: str, bundle_uri: str, out_uri: str, config: BulkConfig, summary: BulkSummary, *,
+def _write_run_record(input_uri: str, bundle_uri: str, out_uri: str, config: BulkConfig, summary: ExplainSummary, *,
                       settings: StorageSettings) -> None:
     """<out>/runs/bulk-<UTC time>.json: the run's inputs, config and summary (rule: every run writes its config)."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -207,5 +196,5 @@ def _write_run_record(input_uri: str, bundle_uri: str, out_uri: str, config: Bul
     }, settings=settings)
 
 
-__all__ = ["BulkConfig", "BulkSummary", "ExplainBatch", "block_name", "bundle_id_of", "explain_bulk",
+__all__ = ["BulkConfig", "ExplainBatch", "block_name", "bundle_id_of", "explain_bulk",
            "remove_stale_temps", "write_block"]

@@ -288,9 +288,7 @@ def _run_explain(args: argparse.Namespace) -> int:
     explainer = Explainer.from_bundle(bundle, inversion=inversion, traversal=traversal, device=args.device,
                                       attributions=not args.no_attributions)
     summary = explain_shards(args.input, args.out, explainer=explainer, batch_size=args.batch_size)
-    print(f"bundle_id {explainer.bundle_id}: {summary.rows_in} row(s) in, {summary.ok} explained, "
-          f"{summary.error} error(s), {summary.skipped} already done; {summary.seconds:.1f} s; "
-          f"results in {summary.results_uri}")
+    print(summary.describe())
     print(json.dumps(dataclasses.asdict(summary)))
     return 0
 
@@ -413,9 +411,7 @@ def _run_explain_bulk(args: argparse.Namespace) -> int:
     except (BundleError, FileNotFoundError) as e:
         print(f"raygan explain-bulk: error: {e}", file=sys.stderr)
         return 2
-    print(f"bundle_id {summary.bundle_id}: {summary.rows_in} row(s) in, {summary.ok} explained, "
-          f"{summary.error} error(s), {summary.skipped} already done; {summary.seconds:.1f} s "
-          f"({summary.images_per_s:.2f} images/s); results in {summary.results_uri}")
+    print(summary.describe())
     print(json.dumps(dataclasses.asdict(summary)))
     return 0
 

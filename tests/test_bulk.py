@@ -11,7 +11,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from raygan import storage
 from raygan.bulk import BulkConfig, ExplainBatch, block_name, bundle_id_of, explain_bulk, write_block
@@ -24,21 +23,9 @@ CONFIG = BulkConfig(batch_size=4, progress=False, attributions=False)  # attribu
 
 def tiny_bundle(out: Path) -> str:
     """The tiny preset's generator + an untrained small_cnn as a bundle with a short inversion."""
-    from raygan.bundle import save_bundle
-    from raygan.config import preset
-    from raygan.models.classifier import build_classifier, factory_path
-    from raygan.models.frozen import ClassifierSpec, save_classifier
-    from raygan.models.generator import build_generator
+    from bundle_helpers import save_tiny_bundle
 
-    tiny = preset("tiny")
-    torch.manual_seed(0)
-    size = tiny.gan.image_size
-    spec = ClassifierSpec(format="factory", weights="weights.pt", factory=factory_path("small_cnn"),
-                          factory_kwargs={"image_size": size}, size=size)
-    classifier_uri = save_classifier(build_classifier("small_cnn", image_size=size), out / "classifier", spec=spec)
-    save_bundle(str(out / "bundle"), generator=build_generator(tiny.gan).eval(), classifier_uri=str(classifier_uri),
-                train=tiny.train, inversion=dataclasses.replace(tiny.inversion, steps=2), traversal=tiny.traversal)
-    return str(out / "bundle")
+    return save_tiny_bundle(out, steps=2)
 
 
 @pytest.fixture(scope="module")

@@ -61,14 +61,22 @@ RESULT_SCHEMA = pa.schema([
 
 @dataclass(frozen=True)
 class ExplainSummary:
-    """What one `explain_shards` run did."""
+    """What one explain run did (`explain_shards` in one process, or the Ray Data bulk job)."""
 
     rows_in: int  # rows in the input
     ok: int  # rows explained in this run
     error: int  # rows written with status "error" in this run
     skipped: int  # rows already in the results for this bundle_id
-    seconds: float  # wall time of the run
+    seconds: float  # wall time of the run (reading, explaining, writing)
+    images_per_s: float  # (ok + error) / seconds
+    bundle_id: str  # the bundle_id of the rows written
     results_uri: str  # the results directory, <out>/results
+
+    def describe(self) -> str:
+        """One line for people: counts, time, rate and where the results are."""
+        return (f"bundle_id {self.bundle_id}: {self.rows_in} row(s) in, {self.ok} explained, {self.error} error(s), "
+                f"{self.skipped} already done; {self.seconds:.1f} s ({self.images_per_s:.2f} images/s); "
+                f"results in {self.results_uri}")
 
 
 def passthrough_name(name: str) -> str:
@@ -252,9 +260,11 @@ def explain_shards(
             bar.update(len(rows))
     if buffer:
         write_results(buffer, out_uri, schema=schema, settings=settings)
+    seconds = time.monotonic() - start
     return ExplainSummary(
-        rows_in=len(ids), ok=ok, error=error, skipped=len(ids) - len(todo),
-        seconds=time.monotonic() - start, results_uri=storage.join(out_uri, RESULTS_DIR),
+        rows_in=len(ids), ok=ok, error=error, skipped=len(ids) - len(todo), seconds=seconds,
+        images_per_s=(ok + error) / seconds if seconds > 0 else 0.0, bundle_id=explainer.bundle_id,
+        results_uri=storage.join(out_uri, RESULTS_DIR),
     )
 
 

@@ -8,7 +8,6 @@ the service's storage settings and runtime_env, not through this process's envir
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import socket
 import sys
@@ -22,7 +21,6 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,23 +36,9 @@ def free_port() -> int:
 
 def make_tiny_bundle(out: Path, *, steps: int = 6) -> str:
     """The tiny preset's generator + an untrained small_cnn, saved as a bundle (inversion `steps`)."""
-    from raygan.bundle import save_bundle
-    from raygan.config import preset
-    from raygan.models.classifier import build_classifier, factory_path
-    from raygan.models.frozen import ClassifierSpec, save_classifier
-    from raygan.models.generator import build_generator
+    from bundle_helpers import save_tiny_bundle
 
-    tiny = preset("tiny")
-    torch.manual_seed(0)
-    size = tiny.gan.image_size
-    classifier = build_classifier("small_cnn", image_size=size)
-    spec = ClassifierSpec(format="factory", weights="weights.pt", factory=factory_path("small_cnn"),
-                          factory_kwargs={"image_size": size}, size=size)
-    classifier_uri = save_classifier(classifier, out / "classifier", spec=spec)
-    save_bundle(str(out / "bundle"), generator=build_generator(tiny.gan).eval(), classifier_uri=str(classifier_uri),
-                train=tiny.train, inversion=dataclasses.replace(tiny.inversion, steps=steps),
-                traversal=tiny.traversal)
-    return str(out / "bundle")
+    return save_tiny_bundle(out, steps=steps)
 
 
 def png(size: tuple[int, int] = (40, 30), *, seed: int = 0, mode: str = "L") -> bytes:

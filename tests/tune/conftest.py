@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
-from raygan.bundle import save_bundle
 from raygan.config import preset
 from raygan.data.phantoms import PhantomConfig, write_phantoms
-from raygan.models.classifier import build_classifier, factory_path
-from raygan.models.frozen import ClassifierSpec, save_classifier
-from raygan.models.generator import build_generator
 
 TINY = preset("tiny")
 
@@ -41,17 +36,9 @@ def _responsive(generator: torch.nn.Module) -> torch.nn.Module:
 @pytest.fixture()
 def tiny_bundle(tmp_path: Path) -> str:
     """A fresh bundle directory (function scope: the sweep rewrites its settings)."""
-    torch.manual_seed(0)
-    size = TINY.gan.image_size
-    classifier = build_classifier("small_cnn", image_size=size)
-    spec = ClassifierSpec(format="factory", weights="weights.pt", factory=factory_path("small_cnn"),
-                          factory_kwargs={"image_size": size}, size=size)
-    classifier_uri = save_classifier(classifier, tmp_path / "classifier", spec=spec)
-    generator = _responsive(build_generator(TINY.gan))
-    out = str(tmp_path / "bundle")
-    save_bundle(out, generator=generator, classifier_uri=str(classifier_uri), train=TINY.train,
-                inversion=dataclasses.replace(TINY.inversion, steps=8), traversal=TINY.traversal)
-    return out
+    from bundle_helpers import save_tiny_bundle
+
+    return save_tiny_bundle(tmp_path, steps=8, adjust=_responsive)
 
 
 @pytest.fixture(scope="session")
