@@ -2,7 +2,7 @@
 
     python benchmarks/serve_load.py [--quick] [--bundle URI | --preset tiny --steps N] [--concurrency 1,2,4,...]
 
-Starts a local Ray Serve app of the service (serve/app.py) on a free loopback port, sends a
+Starts a local Ray Serve app of the service (raygan.service.app) on a free loopback port, sends a
 bounded number of POST /v1/explain requests (multipart PNG, `?pictures=none`: the numbers only,
 so both sides do the same model work) at each concurrency level, and reports p50/p99 latency and
 throughput. The baseline is `Explainer.explain` in this process on batches of the service's
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    from serve.app import build_app
+    from raygan.service.app import build_app
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle = args.bundle or make_bundle(Path(tmp), preset_name=args.preset, steps=args.steps)

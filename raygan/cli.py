@@ -439,23 +439,15 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    import importlib
     import math
     import os
     import time
-    from pathlib import Path
 
     import ray
     from ray import serve
 
-    # The Serve app lives in serve/ at the repository root, beside the raygan package.
-    root = str(Path(__file__).resolve().parents[1])
-    if not (Path(root) / "serve" / "app.py").exists():
-        print(f"raygan serve: error: serve/app.py not found beside the raygan package ({root})", file=sys.stderr)
-        return 2
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    build_app = importlib.import_module("serve.app").build_app
+    from raygan.service.app import build_app
+
     settings = {
         "bundle_uri": args.bundle, "allowed_prefixes": args.allowed_prefix, "num_gpus": args.gpus,
         "num_cpus": args.cpus,
@@ -465,15 +457,13 @@ def _run_serve(args: argparse.Namespace) -> int:
     }
     app = build_app(settings)
     if not ray.is_initialized():
-        # Replicas import `serve.app`: put the repository root on their path too. Without RAY_ADDRESS a
-        # fresh local Ray gets at least the logical CPUs the replicas reserve (small machines fit the app).
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-        runtime_env = {"env_vars": {"PYTHONPATH": path}}
+        # Without RAY_ADDRESS a fresh local Ray gets at least the logical CPUs the replicas reserve
+        # (small machines fit the app). The replicas import the installed raygan package.
         if os.environ.get("RAY_ADDRESS"):
-            ray.init(runtime_env=runtime_env)
+            ray.init()
         else:
             cpus = max(os.cpu_count() or 1, math.ceil(args.cpus * args.replicas + 1))
-            ray.init(address="local", num_cpus=cpus, runtime_env=runtime_env)
+            ray.init(address="local", num_cpus=cpus)
     try:
         serve.start(http_options={"host": args.host, "port": args.port, "request_timeout_s": args.timeout + 30})
         serve.run(app, name="raygan", route_prefix="/", blocking=False)

@@ -1,4 +1,4 @@
-"""ServiceConfig: everything `serve/app.py` needs to build the explanation service.
+"""ServiceConfig: everything `raygan.service.app` needs to build the explanation service.
 
 It comes from `serve/config.yaml` (`args:` of the application), from `raygan serve` flags, or
 from a test; `ServiceConfig.from_args` turns such a mapping into the frozen dataclass and

@@ -91,7 +91,7 @@ def service_args(bundle_uri: str, **overrides: Any) -> dict[str, Any]:
     args: dict[str, Any] = {
         "bundle_uri": bundle_uri, "max_batch_size": 8, "batch_wait_timeout_s": 0.2, "num_cpus": 1,
         "request_timeout_s": 120, "max_body_bytes": 2 * 2**20,
-        "env_vars": {"PYTHONPATH": str(ROOT)},  # replicas import `serve.app` whatever directory pytest runs from
+        "env_vars": {"PYTHONPATH": str(ROOT)},  # replicas import this checkout's raygan whatever directory pytest runs from
     }
     args.update(overrides)
     return args
@@ -103,7 +103,7 @@ def service(ray_session: None, s3_endpoint: str, tmp_path_factory: pytest.TempPa
     import boto3
     from ray import serve
 
-    from serve.app import build_app
+    from raygan.service.app import build_app
 
     root = tmp_path_factory.mktemp("serve")
     bundle = make_tiny_bundle(root)

@@ -259,7 +259,7 @@ def test_slow_explanations_answer_504_and_overload_503(service: Service) -> None
     """A second app under /slow: a long inversion, a 1 s timeout and a queue of one."""
     from ray import serve
 
-    from serve.app import build_app
+    from raygan.service.app import build_app
 
     slow_bundle = make_tiny_bundle(service.local_root.parent / "slow", steps=20000)
     args = service_args(slow_bundle, request_timeout_s=1.0, max_batch_size=1, target_ongoing_requests=1,

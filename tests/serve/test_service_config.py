@@ -41,6 +41,6 @@ def test_config_yaml_is_a_valid_serve_config() -> None:
     schema = ServeDeploySchema.model_validate(data) if hasattr(ServeDeploySchema, "model_validate") else (
         ServeDeploySchema.parse_obj(data))
     app = schema.applications[0]
-    assert app.import_path == "serve.app:build_app"
+    assert app.import_path == "raygan.service.app:build_app"
     config = ServiceConfig.from_args(app.args)
     assert config.request_timeout_s < data["http_options"]["request_timeout_s"]  # the app answers 504 first
