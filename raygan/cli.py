@@ -30,33 +30,30 @@ def _build_parser() -> argparse.ArgumentParser:
 def _add_phantoms(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "phantoms",
-        help="write synthetic chest X-ray phantoms (with lesion masks and a planted marker) as input shards",
+        help="write synthetic chest X-ray phantoms (lesion masks, a planted shortcut) as input shards",
     )
     p.add_argument("--n", type=int, required=True, help="number of phantoms")
     p.add_argument("--size", type=int, required=True, help="image side in pixels")
     p.add_argument("--out", required=True, help="output prefix: local path, file:// or s3:// URI")
     p.add_argument("--seed", type=int, default=0, help="root seed; image i is the same for any --n")
-    p.add_argument("--positive-fraction", type=float, default=0.5, help="share of phantoms with opacities")
+    p.add_argument("--positive-fraction", type=float, default=0.5, help="P(label = 1)")
     p.add_argument(
-        "--shortcut-rate",
-        type=float,
-        default=0.5,
-        help="P(marker | positive); P(marker | negative) = 1 - rate; 0.5 = marker unrelated to the label",
+        "--world", choices=["lesion_only", "shortcut_only", "mixed"], default="mixed",
+        help="how the cues go with the label: lesion_only (lesions = label, shortcut at random), shortcut_only "
+             "(shortcut 0.95 / 0.05, lesions at random), mixed (lesions = label, shortcut 0.8 / 0.2; default)",
     )
+    p.add_argument("--shortcut-kind", choices=["marker", "stamp"], default="marker",
+                   help="the planted shortcut: a corner marker glyph or a burned-in text stamp")
     p.add_argument("--rows-per-shard", type=int, default=1000, help="rows per Parquet shard")
     p.set_defaults(func=_run_phantoms)
 
 
 def _run_phantoms(args: argparse.Namespace) -> int:
-    from raygan.data.phantoms import PhantomConfig, write_phantoms
+    from raygan.data.phantoms import world_config, write_phantoms
 
-    config = PhantomConfig(
-        n=args.n,
-        size=args.size,
-        seed=args.seed,
-        positive_fraction=args.positive_fraction,
-        shortcut_rate=args.shortcut_rate,
-        rows_per_shard=args.rows_per_shard,
+    config = world_config(
+        args.world, n=args.n, size=args.size, seed=args.seed, positive_fraction=args.positive_fraction,
+        shortcut_kind=args.shortcut_kind, rows_per_shard=args.rows_per_shard,
     )
     shards = write_phantoms(config, args.out)
     print(f"wrote {config.n} phantoms in {len(shards)} shard(s) under {args.out}")

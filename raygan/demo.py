@@ -27,7 +27,7 @@ class DemoConfig:
     data: str | None = None  # input shards; None = generate phantoms under <out>/data
     preset: str = "small"  # model preset (64 px, CPU-sized)
     phantoms: int = 2000  # phantoms generated when no --data is given
-    shortcut_rate: float = 0.8  # P(marker | positive): the planted shortcut the explanations should expose
+    world: str = "mixed"  # phantom world (raygan.data.phantoms.WORLDS): lesions = label, a marker in 80% / 20%
     classifier_epochs: int = 4  # classifier training epochs
     gan_epochs: int = 10  # GAN training epochs
     explain_images: int = 16  # test images explained and shown in the report
@@ -60,7 +60,7 @@ def _done(start: float) -> None:
 def run_demo(config: DemoConfig) -> DemoResult:
     """Run every stage of the pipeline; returns where the outputs are."""
     from raygan.bundle import BUNDLE_FILE, load_bundle
-    from raygan.data.phantoms import PhantomConfig, write_phantoms
+    from raygan.data.phantoms import world_config, write_phantoms
     from raygan.evaluate import EvaluationConfig, evaluate_bundle, to_markdown, write_report
     from raygan.render import explanation_report
     from raygan.train.classifier_trainer import train_classifier
@@ -75,9 +75,8 @@ def run_demo(config: DemoConfig) -> DemoResult:
     data = config.data or storage.join(out, "data")
     if config.data is None and not storage.list_files(data, suffix=".parquet"):
         t = _stage(f"1/5 phantoms: {config.phantoms} chest X-ray phantoms at {p.gan.image_size} px, "
-                   f"shortcut rate {config.shortcut_rate}")
-        write_phantoms(PhantomConfig(n=config.phantoms, size=p.gan.image_size, seed=config.seed,
-                                     shortcut_rate=config.shortcut_rate), data)
+                   f"{config.world} world")
+        write_phantoms(world_config(config.world, n=config.phantoms, size=p.gan.image_size, seed=config.seed), data)
         _done(t)
 
     # --- 2. the classifier being explained ---------------------------------------------------------

@@ -35,7 +35,7 @@ def bundle_and_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]
                          inversion=dataclasses.replace(TINY.inversion, steps=4), traversal=TINY.traversal)
     # Every phantom positive and marked, so each carries a lesion and a marker to find.
     data = str(root / "phantoms")
-    write_phantoms(PhantomConfig(n=N_IMAGES + 2, size=size, seed=0, positive_fraction=1.0, shortcut_rate=1.0), data)
+    write_phantoms(PhantomConfig(n=N_IMAGES + 2, size=size, seed=0, positive_fraction=1.0, shortcut_given_positive=1.0), data)
     return bundle, data
 
 
