@@ -5,7 +5,7 @@ the images of one split are explained by `raygan.explain.Explainer`; then the ex
 metrics (flip rate, monotone share, reconstruction, proximity), the Frechet distance of real
 vs generated images in the classifier's features, and for each attribution map ("diff",
 "gradcam", "ig") faithfulness, border mass, the sanity check, and, where the data carries
-ground truth (phantoms: `mask`, `marker_mask`, `lung_mask` columns), localisation, marker mass
+ground truth (phantoms: `mask`, `shortcut_mask`, `lung_mask` columns), localisation, shortcut mass
 and outside-lung mass. The result is a flat dict of values plus the sample size behind each.
 Pure apart from reading the data; `write_report` is the I/O edge.
 """
@@ -31,9 +31,11 @@ if TYPE_CHECKING:
     from raygan import storage
     from raygan.bundle import Bundle
     from raygan.explain.explainer import Explainer, Explanation
+    from raygan.fidelity.audit import RegionAudit
+    from raygan.models.frozen import FrozenClassifier
 
 MAPS = MAP_NAMES  # attribution maps every map metric is computed for: "diff", "gradcam", "ig"
-MASK_COLUMNS = {"mask": "lesion", "marker_mask": "marker", "lung_mask": "lung"}  # phantom ground truth
+MASK_COLUMNS = {"mask": "lesion", "shortcut_mask": "shortcut", "lung_mask": "lung"}  # phantom ground truth
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class EvaluationConfig:
     border_fraction: float = 0.1  # border mass: band width as a share of the image side
     sanity_images: int = 8  # images re-explained with a randomised classifier; 0 skips the sanity check
     sanity_layers: int | None = None  # top parameterised layers re-initialised; None = all (end of the cascade)
+    ablation: bool = True  # also explain with the counterfactual term off (the term targets the flip rate it is scored on)
+    audit: bool = True  # the shortcut audit: reliance on every mask column and the border band, each map's verdict
     seed: int = 0  # seeds class consistency, the Frechet samples, the randomisation and tie breaks
 
     def __post_init__(self) -> None:
@@ -74,6 +78,7 @@ class EvaluationReport:
     traversal: TraversalConfig  # traversal settings of the explanations
     seconds: float  # wall time of the evaluation
     explanations: tuple[Explanation, ...] = ()  # the per-image explanations behind the data metrics (for reports)
+    audit: tuple[RegionAudit, ...] = ()  # the shortcut audit (empty without data or with config.audit off)
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ class EvaluationData:
     image_ids: list[str]  # ids of the decoded rows, in input order
     images: torch.Tensor  # [N, C, S, S] in [-1, 1]
     labels: torch.Tensor | None  # [N] int64 (-1 = unlabelled); None without a label column
-    masks: dict[str, torch.Tensor]  # "lesion" / "marker" / "lung" -> [N, 1, S, S] bool, where the column exists
+    masks: dict[str, torch.Tensor]  # "lesion" / "shortcut" / "lung" -> [N, 1, S, S] bool, where the column exists
     rows: int  # rows of the split considered (before decoding)
     errors: int  # rows whose image failed to decode (left out)
 
@@ -102,6 +107,8 @@ class _Sink:
             key = f"{prefix}.{f.name}"
             if isinstance(value, bool):
                 raise TypeError(f"{key}: bool result fields are not supported")
+            if value is None:
+                continue
             if isinstance(value, int):
                 self.sizes[key] = value
             elif isinstance(value, float):
@@ -200,6 +207,23 @@ def _explanation_metrics(sink: _Sink, ex: _Explained, *, threshold: float = 0.5)
     sink.add("proximity", proximity(ex.reconstructions, ex.counterfactuals))
 
 
+def _honest_scores(sink: _Sink, prefix: str, explanations: Sequence[Explanation], data: EvaluationData, *,
+                   classifier: FrozenClassifier, judge: FrozenClassifier | None, seed: int) -> None:
+    """`raygan.scoring.score` of the explanations under `prefix`: the judge's flip rate, monotone share
+    over own-z2 and fallback traversals, counterfactual realism against the data's real negatives."""
+    from raygan.scoring import ExplanationArrays, score
+
+    labels = data.labels
+    negatives = data.images[labels == 0] if labels is not None else None
+    positives = data.images[labels == 1] if labels is not None else None
+    scores = score(ExplanationArrays.of(explanations), judge=judge, classifier=classifier, negatives=negatives,
+                   positives=positives, seed=seed)
+    realism = scores.realism
+    sink.add(prefix, dataclasses.replace(scores, realism=None))
+    if realism is not None:
+        sink.add(f"{prefix}.realism", realism)
+
+
 def _map_functions(
     explainer: Explainer, image_ids: Sequence[str]
 ) -> dict[str, Callable[[Any, torch.Tensor], torch.Tensor]]:
@@ -227,7 +251,12 @@ def _map_metrics(
     sink: _Sink, ex: _Explained, data: EvaluationData, explainer: Explainer, config: EvaluationConfig
 ) -> None:
     from raygan.metrics import (
-        border_mass, deletion_insertion, localisation, marker_mass, model_randomisation, outside_lung_mass,
+        border_mass,
+        deletion_insertion,
+        localisation,
+        model_randomisation,
+        outside_lung_mass,
+        shortcut_mass,
     )
 
     classifier, device = explainer.classifier, explainer.device
@@ -244,8 +273,8 @@ def _map_metrics(
         maps = ex.maps[name]
         if "lesion" in data.masks:
             sink.add(f"localisation.{name}", localisation(maps, data.masks["lesion"]))
-        if "marker" in data.masks:
-            sink.add(f"marker_mass.{name}", marker_mass(maps, data.masks["marker"]))
+        if "shortcut" in data.masks:
+            sink.add(f"shortcut_mass.{name}", shortcut_mass(maps, data.masks["shortcut"]))
         if "lung" in data.masks:
             sink.add(f"outside_lung_mass.{name}", outside_lung_mass(maps, data.masks["lung"]))
         sink.add(f"border_mass.{name}", border_mass(maps, margin=margin))
@@ -256,6 +285,23 @@ def _map_metrics(
             sink.add(f"sanity.{name}", model_randomisation(
                 classifier, ex.images[:n_sanity], map_fns[name], layers=config.sanity_layers, seed=config.seed,
                 original=maps[:n_sanity]))
+
+
+def _audit(ex: _Explained, data: EvaluationData, classifier: FrozenClassifier, *, seed: int) -> list[RegionAudit]:
+    """The shortcut audit of the explained images: every mask column (but the lesion truth's
+    complement, the lungs) and the built-in border band, each map's verdict beside the reliance."""
+    from raygan.fidelity.audit import audit_regions, border_band
+
+    side = ex.images.shape[-1]
+    regions = {f"{name} mask": mask for name, mask in data.masks.items()}
+    regions["border band"] = border_band(side).expand(ex.images.shape[0], -1, -1, -1)
+    device = classifier.mean.device
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([classifier.p_positive(x[i:i + 256].to(device)).cpu() for i in range(0, x.shape[0], 256)])
+
+    labels = data.labels if data.labels is not None else None
+    return audit_regions(predict, ex.images, ex.maps, regions, labels=labels, seed=seed)
 
 
 @torch.no_grad()
@@ -289,11 +335,13 @@ def evaluate_bundle(
     traversal: TraversalConfig | None = None,
     device: torch.device | str | None = None,
     settings: storage.StorageSettings | None = None,
+    judge: FrozenClassifier | None = None,
 ) -> EvaluationReport:
     """Every registered metric for `bundle`; explanation and map metrics only with `data_uri`.
 
     `inversion`/`traversal` default to the bundle's (tuned) settings; `device` defaults to CUDA
-    when available (the Explainer's choice).
+    when available (the Explainer's choice). `judge` (an independently trained classifier) adds the
+    validity columns nothing optimised: its flip rate, with and without the counterfactual term.
     """
     from raygan.explain.explainer import Explainer
     from raygan.metrics import class_consistency, classifier_frechet
@@ -303,6 +351,7 @@ def evaluate_bundle(
     explainer = Explainer.from_bundle(bundle, inversion=inversion, traversal=traversal, device=device)
     sink = _Sink()
     explanations: tuple[Explanation, ...] = ()
+    audit: tuple[RegionAudit, ...] = ()
     sink.add("class_consistency", class_consistency(
         explainer.generator, explainer.classifier, n_z1=config.n_z1, repeats=config.repeats, seed=config.seed))
     if data_uri is not None:
@@ -318,11 +367,23 @@ def evaluate_bundle(
             explained = _explain(explainer, data, batch_size=config.batch_size)
             explanations = explained.explanations
             _explanation_metrics(sink, explained)
+            judge_dev = judge.to(dev) if judge is not None else None
+            _honest_scores(sink, "explanations", explanations, data, classifier=classifier, judge=judge_dev,
+                           seed=config.seed)
+            if config.ablation and explainer.inversion.counterfactual_weight > 0:
+                plain = Explainer(explainer.generator, classifier, traversal=explainer.traversal, device=dev,
+                                  inversion=dataclasses.replace(explainer.inversion, counterfactual_weight=0.0),
+                                  attributions=False)
+                ablated = _explain(plain, data, batch_size=config.batch_size).explanations
+                _honest_scores(sink, "explanations_no_cf", ablated, data, classifier=classifier, judge=judge_dev,
+                               seed=config.seed)
+            if config.audit:
+                audit = tuple(_audit(explained, data, classifier, seed=config.seed))
             _map_metrics(sink, explained, data, explainer, config)
     return EvaluationReport(
         bundle_uri=bundle.uri, bundle_id=explainer.bundle_id, data_uri=data_uri, values=sink.values,
         sizes=sink.sizes, curves=sink.curves, config=config, inversion=explainer.inversion,
-        traversal=explainer.traversal, seconds=time.perf_counter() - start, explanations=explanations,
+        traversal=explainer.traversal, seconds=time.perf_counter() - start, explanations=explanations, audit=audit,
     )
 
 
@@ -335,6 +396,8 @@ def _finite_or_none(value: float) -> float | None:
 
 def to_json(report: EvaluationReport) -> dict[str, Any]:
     """A JSON-ready dict of the report (nan -> null, configs as dicts)."""
+    from raygan.storage import jsonable
+
     return {
         "bundle_uri": report.bundle_uri,
         "bundle_id": report.bundle_id,
@@ -347,6 +410,7 @@ def to_json(report: EvaluationReport) -> dict[str, Any]:
         "traversal": dataclasses.asdict(report.traversal),
         "seconds": report.seconds,
         "descriptions": {name: m.description for name, m in METRICS.items()},
+        "audit": jsonable([dataclasses.asdict(a) for a in report.audit]),
     }
 
 
@@ -399,9 +463,56 @@ def to_markdown(report: EvaluationReport) -> str:
     if map_rows:
         header = "| metric | field | " + " | ".join(MAPS) + " | n |"
         lines += ["", header, "|---|---|" + "---|" * (len(MAPS) + 1), *map_rows]
+    lines += _honest_markdown(report)
+    lines += _audit_markdown(report)
     used = {k.split(".", 1)[0] for k in report.values}
     lines += ["", "Metrics:", *(f"- **{n}**: {m.description}" for n, m in METRICS.items() if n in used)]
     return "\n".join(lines) + "\n"
+
+
+def _honest_markdown(report: EvaluationReport) -> list[str]:
+    """Validity beside its ablation and an independent judge; monotone share split; counterfactual realism."""
+    v, n = report.values, report.sizes
+    if "explanations.flip_rate" not in v:
+        return []
+    rows = [("explanations", "shipped inversion")]
+    if "explanations_no_cf.flip_rate" in v:
+        rows.append(("explanations_no_cf", "counterfactual term off"))
+    lines = ["", "Validity, monotonicity and realism (the counterfactual term optimises the explained classifier's "
+             "flip rate, so the same inversion without it and an independent judge are shown beside it):", "",
+             "| inversion | flip rate, explained C (n) | flip rate, judge (n) | monotone own z2 (n) | monotone fallback "
+             "(n) | FD counterfactuals -> real negatives | FD floor (neg vs neg) | FD gap (pos vs neg) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for prefix, name in rows:
+        lines.append(
+            f"| {name} | {_fmt(v.get(f'{prefix}.flip_rate'))} ({n.get(f'{prefix}.flip_eligible', 0)}) | "
+            f"{_fmt(v.get(f'{prefix}.judge_flip_rate'))} ({n.get(f'{prefix}.judge_flip_eligible', 0)}) | "
+            f"{_fmt(v.get(f'{prefix}.monotone_own'))} ({n.get(f'{prefix}.own_count', 0)}) | "
+            f"{_fmt(v.get(f'{prefix}.monotone_fallback'))} ({n.get(f'{prefix}.fallback_count', 0)}) | "
+            f"{_fmt(v.get(f'{prefix}.realism.counterfactual_to_negative'))} | {_fmt(v.get(f'{prefix}.realism.floor'))} "
+            f"| {_fmt(v.get(f'{prefix}.realism.gap'))} |")
+    if "explanations.judge_agreement" not in v or v["explanations.judge_agreement"] != v["explanations.judge_agreement"]:
+        lines.append("\n(no independent judge given: `raygan evaluate --judge DIR` adds its column)")
+    return lines
+
+
+def _audit_markdown(report: EvaluationReport) -> list[str]:
+    """The shortcut audit: per region, the measured reliance and each map's verdict."""
+    if not report.audit:
+        return []
+    lines = ["", f"Shortcut audit: reliance by intervention (each region of a positive call swapped for the same "
+             f"region of negative images) beside what each map says (relies = mass odds >= "
+             f"{report.audit[0].ratio:g} x the region's area odds):", "",
+             "| region | reliance (n) | truth | " + " | ".join(MAPS) + " |", "|---|---|---|" + "---|" * len(MAPS)]
+    for a in report.audit:
+        cells = []
+        for name in MAPS:
+            mv = a.maps.get(name)
+            mark = "" if mv is None or mv.agrees is None else (" (right)" if mv.agrees else " (wrong)")
+            cells.append("n/a" if mv is None else f"{mv.verdict}{mark}: mass {_fmt(mv.mass)} vs {_fmt(mv.chance)}")
+        lines.append(f"| {a.region} | {_fmt(a.reliance.value)} ({a.reliance.count}) | {a.truth} | "
+                     + " | ".join(cells) + " |")
+    return lines
 
 
 def write_report(

@@ -13,7 +13,9 @@ roles); raygan never handles them.
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,9 +181,20 @@ def read_json(uri: str, settings: StorageSettings | None = None) -> Any:
     return json.loads(read_text(uri, settings))
 
 
+def jsonable(value: Any) -> Any:
+    """`value` with non-finite floats as None (strict JSON has no nan or inf) and tuples as lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
 def write_json(uri: str, obj: Any, settings: StorageSettings | None = None) -> None:
-    """Write `obj` as indented, key-sorted JSON (stable diffs between runs)."""
-    write_text(uri, json.dumps(obj, indent=2, sort_keys=True) + "\n", settings)
+    """Write `obj` as indented, key-sorted, strict JSON (nan -> null; stable diffs between runs)."""
+    write_text(uri, json.dumps(jsonable(obj), indent=2, sort_keys=True, allow_nan=False) + "\n", settings)
 
 
 def _copy_tree(src: str, dst: str, settings: StorageSettings | None) -> int:

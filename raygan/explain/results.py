@@ -55,6 +55,9 @@ RESULT_SCHEMA = pa.schema([
     ("monotone", pa.bool_()),
     ("spearman", pa.float64()),
     ("crossing_alpha", pa.float64()),
+    ("used_fallback", pa.bool_()),
+    ("steps_used", pa.int64()),
+    ("final_loss", pa.float64()),
     *[(f"uri_{name}", pa.string()) for name in ARTIFACTS],
 ])
 
@@ -144,6 +147,9 @@ def _ok_fields(expl: Explanation) -> dict[str, Any]:
         "monotone": expl.monotone,
         "spearman": expl.spearman,
         "crossing_alpha": expl.crossing_alpha,
+        "used_fallback": expl.used_fallback,
+        "steps_used": expl.steps_used,
+        "final_loss": expl.extras.get("final_loss"),
     }
 
 

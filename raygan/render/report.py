@@ -12,7 +12,7 @@ from typing import Any
 
 from raygan.render import charts
 from raygan.render import html as H
-from raygan.render.figure import explanation_figure
+from raygan.render.figure import MAP_TITLES, explanation_figure
 from raygan.render.images import png_bytes
 
 
@@ -78,8 +78,31 @@ def _image_section(index: int, expl: Any) -> str:
     )
 
 
+def audit_section(audit: Sequence[Any]) -> str:
+    """The shortcut audit (`raygan.fidelity.audit.RegionAudit`s) as an HTML table, or why there is none."""
+    if not audit:
+        return ('<p class="note">No shortcut verdict can be given: it needs the classifier and the input images '
+                "(to measure reliance by intervention) and a region to test (a *_mask column or the border band)."
+                "</p>")
+    names = list(audit[0].maps)
+    rows = []
+    for a in audit:
+        cells = [H.esc(a.region), H.fmt(_finite(a.reliance.value), digits=3) + f" ({a.reliance.count})",
+                 H.esc(a.truth)]
+        for name in names:
+            v = a.maps[name]
+            mark = "" if v.agrees is None else (" ✓" if v.agrees else " ✗")
+            cells.append(f"{H.esc(v.verdict)}{mark} · {H.fmt(_finite(v.mass), digits=3)}")
+        rows.append(cells)
+    note = ('<p class="note">Reliance: mean drop of p(positive) when the region of each positive call is replaced by '
+            "the same region of negative images (n = positive calls carrying the region). Truth: relies at >= 0.3, "
+            f"does not at <= 0.05. A map says relies when its mass odds on the region are >= {audit[0].ratio:g} x the "
+            "region's area odds; ✓ / ✗: the map agrees with the measured truth.</p>")
+    return H.table(["region", "reliance (n)", "truth", *(MAP_TITLES.get(n, n) for n in names)], rows) + note
+
+
 def explanation_report(explanations: Sequence[Any], metrics: Mapping[str, float], *,
-                       title: str = "raygan explanations") -> str:
+                       title: str = "raygan explanations", audit: Sequence[Any] | None = None) -> str:
     """One self-contained HTML page (inline CSS and base64 PNGs, no external assets) for these explanations."""
     explanations = list(explanations)
     n = len(explanations)
@@ -102,6 +125,8 @@ def explanation_report(explanations: Sequence[Any], metrics: Mapping[str, float]
                  caption="Each line is one image's traversal from its counterfactual (α = 0) to its "
                          "reconstruction (α = 1)."),
         "</div></div>",
+        *(["<h2>Shortcut audit: what the classifier relies on, and which map says so</h2>", audit_section(audit)]
+          if audit is not None else []),
         "<h2>Images</h2>", _overview(explanations) if explanations else '<p class="note">No images.</p>',
         *(_image_section(i, e) for i, e in enumerate(explanations)),
     ]
