@@ -163,7 +163,8 @@ def run_benchmark(config: BenchmarkConfig, *, log: Log = print) -> dict[str, Any
     folder = Path(config.docs) if config.docs else Path(config.out)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{stem}.json").write_text(json.dumps(jsonable(document), indent=1, allow_nan=False) + "\n")
-    (folder / f"{stem}.md").write_text(to_markdown(document))
+    notes = folder / "fidelity-notes.md"  # hand-written: what was tried and what it gave
+    (folder / f"{stem}.md").write_text(to_markdown(document, notes=notes.read_text() if notes.exists() else None))
     log(f"wrote {folder / stem}.json and .md ({document['seconds'] / 60:.1f} min)")
     return document
 

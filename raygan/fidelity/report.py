@@ -60,11 +60,56 @@ def _validity(document: dict[str, Any]) -> list[str]:
     return lines
 
 
-def to_markdown(document: dict[str, Any]) -> str:
-    """The whole document as Markdown."""
+DEFINITIONS = """\
+raygan is for auditing what a classifier responds to, shortcuts included. This benchmark measures,
+on synthetic chest X-ray phantoms where the truth is known by construction, whether an explanation
+points at the cue the classifier really relies on, measured by intervention, not assumed.
+
+**Worlds** (y = label): *lesion-only*: lesions exactly when y = 1, the shortcut present with
+probability 0.5 whatever y is (a distractor, so "does not rely" is a real verdict); *shortcut-only*:
+the shortcut with probability 0.95 when y = 1 and 0.05 when y = 0, lesions with probability 0.5;
+*mixed*: lesions exactly when y = 1, the shortcut 0.8 / 0.2. Shortcut kinds: a corner **marker**
+glyph (L, R or a square, random corner) and a burned-in text **stamp** (AP, PORT, SUP, ICU at a random
+place along the top or bottom edge). Both keep off the lungs; the stamp is the kind no setting was
+chosen on.
+
+**Twins**: every phantom is rendered with its twins without the shortcut, without the lesions and
+without both; they share anatomy, exposure and noise and differ from the phantom only where the
+removed cue acts (tested per cue in tests/data/test_phantoms.py).
+
+**Definitions**
+- reliance on cue c = mean of p(x) - p(twin without c) over the test phantoms that carry c;
+- mass on c = the map's share of mass on c's pixels (phantoms carrying c), beside its chance (c's
+  area share); lesion AUPRC = average precision of map-ranked pixels against the lesion mask,
+  beside its chance (the mask's area share);
+- twin agreement = per-image Spearman rho between the map and |x - twin without the shortcut|;
+- the counterfactual removes c when, on c's footprint, mean |G(z1, 0) - twin without c| is below
+  mean |G(z1, 0) - x|, counted over the images it flips; this is met trivially by a generator that
+  never draws c, so cell results also record whether the reconstruction G(z1, z2) drew it;
+- verdict truth: "relies" at measured reliance >= 0.3, "does not" at <= 0.05, unscored in between;
+  the rule, the same for every map: "relies" when the odds of the map's mean mass on the shortcut
+  are at least R times the odds of its area share (R fixed on development seed 0, frozen in
+  `raygan.fidelity.verdict.RATIO`, then reported on seeds 1, 2, 3 and on the stamp);
+- intervals: 95% bootstrap, resampling seeds, then images within them; "beats" = the interval of
+  the paired difference (raygan minus the baseline, image by image) excludes 0. Grad-CAM and IG
+  have no counterfactual: that column is raygan's alone.
+
+**Per cell**: train the explained classifier (small_cnn) and an independent judge (small_resnet,
+another seed, same training split); measure reliance on each cue by twins over the whole test
+split; train the GAN against the frozen classifier; explain a test sample of which half carries the
+shortcut, once with raygan's inversion and once with its counterfactual term off; score raygan's
+difference map, raygan's traversal attribution, Grad-CAM and Integrated Gradients.
+"""
+
+
+def to_markdown(document: dict[str, Any], *, notes: str | None = None) -> str:
+    """The whole document as Markdown; `notes` (what was tried and what it gave) goes at the end."""
     cfg = document["config"]
     lines = [
         f"# Fidelity benchmark{' (development run)' if cfg.get('quick') else ''}",
+        "",
+        DEFINITIONS,
+        "## This run",
         "",
         f"- date {document['date']}; {document['machine']}; {cfg['workers']} cells at a time; "
         f"{document['seconds'] / 60:.1f} min wall",
@@ -106,6 +151,8 @@ def to_markdown(document: dict[str, Any]) -> str:
     for c in document["cells"]:
         secs = ", ".join(f"{k} {v:.0f}" for k, v in c["seconds"].items())
         lines.append(f"| {c['world']}/{c['shortcut_kind']}/seed {c['seed']} | {c['sizes']} | {c['epochs']} | {secs} |")
+    if notes:
+        lines += ["", notes.rstrip()]
     return "\n".join(lines) + "\n"
 
 
