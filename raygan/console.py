@@ -145,9 +145,11 @@ def quiet_ray_logging() -> None:
     import ray.data  # noqa: F401  (configures its logger on import; configure after that, not before)
 
     _state.ray_used = True
-    if _state.file_handler is None and _state.log is not None:
+    if _state.file_handler is None and _state.log is not None and not _state.verbose:
+        # Below WARNING only: warnings reach the terminal, and the terminal is copied to the file already.
         handler = logging.StreamHandler(_state.log)
         handler.setLevel(logging.INFO)
+        handler.addFilter(lambda record: record.levelno < logging.WARNING)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s -- %(message)s"))
         _state.file_handler = handler
     once = _Once()
@@ -165,8 +167,9 @@ def quiet_ray_logging() -> None:
         if to_file and _state.file_handler not in logger.handlers:
             logger.addHandler(_state.file_handler)
     if not _state.verbose:
-        # One bar per stage: Ray Data's per-operator bars (and its bars inside training) stay off.
-        ray.data.DataContext.get_current().enable_operator_progress_bars = False
+        # One bar per stage: Ray Data's own bars (reading shards for training, per operator) stay off;
+        # a command whose stage is a Ray Data job (explain-bulk) turns them back on for that job.
+        ray.data.DataContext.get_current().enable_progress_bars = False
 
 
 def attach_ray() -> None:

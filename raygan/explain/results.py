@@ -234,14 +234,19 @@ def existing_keys(out_uri: str, *, settings: storage.StorageSettings | None = No
     return keys
 
 
-def drop_rows(out_uri: str, keys: set[tuple[str, str]], *, status: str,
+def result_files(out_uri: str, *, settings: storage.StorageSettings | None = None) -> list[str]:
+    """The Parquet files under `<out>/results/`."""
+    return storage.list_files(storage.join(out_uri, RESULTS_DIR), suffix=".parquet", settings=settings)
+
+
+def drop_rows(files: list[str], keys: set[tuple[str, str]], *, status: str,
               settings: storage.StorageSettings | None = None) -> int:
-    """Rewrite the result files holding rows with these (image_id, bundle_id) keys and `status` without
-    them (atomically, file by file); returns the rows dropped. Used after a retry wrote their new rows."""
+    """Rewrite those of the result `files` holding rows with these (image_id, bundle_id) keys and `status`
+    without them (atomically, file by file); returns the rows dropped. Used after a retry wrote their new rows."""
     import pyarrow.compute as pc
 
     dropped = 0
-    for uri in storage.list_files(storage.join(out_uri, RESULTS_DIR), suffix=".parquet", settings=settings):
+    for uri in files:
         fs, path = storage.filesystem(uri, settings)
         table = pq.read_table(path, filesystem=fs)
         hit = pa.array([(i, b) in keys and s == status for i, b, s in zip(
@@ -306,6 +311,7 @@ def explain_shards(
     start = time.monotonic()
     table = read_input(input_uri, settings=settings)
     schema = result_schema(table.schema)
+    earlier_files = result_files(out_uri, settings=settings)  # the files a retry may rewrite (not this run's)
     done = existing_keys(out_uri, settings=settings, ok_only=retry_errors)
     earlier = existing_keys(out_uri, settings=settings) - done if retry_errors else set()
     ids = table["image_id"].to_pylist()
@@ -330,7 +336,7 @@ def explain_shards(
         write_results(buffer, out_uri, schema=schema, settings=settings)
     retried = {(ids[i], explainer.bundle_id) for i in todo} & earlier
     if retried:  # only now, after their new rows are written: a crash before this leaves both, never neither
-        drop_rows(out_uri, retried, status="error", settings=settings)
+        drop_rows(earlier_files, retried, status="error", settings=settings)
     seconds = time.monotonic() - start
     return ExplainSummary(
         rows_in=len(ids), ok=ok, error=error, skipped=len(ids) - len(todo), seconds=seconds,
@@ -342,6 +348,7 @@ def explain_shards(
 
 __all__ = [
     "ARTIFACTS", "ExplainSummary", "IMAGE_SUFFIXES", "RESULT_SCHEMA", "RowFailure", "artifact_dir", "drop_rows",
-    "existing_keys", "explain_rows", "explain_shards", "read_input", "result_schema", "write_artifacts",
+    "existing_keys", "explain_rows", "explain_shards", "read_input", "result_files", "result_schema",
+    "write_artifacts",
     "write_results",
 ]
