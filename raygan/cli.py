@@ -539,7 +539,11 @@ def _run_serve(args: argparse.Namespace) -> int:
         "pictures_prefix": args.pictures_prefix, "request_timeout_s": args.timeout,
     }
     config = ServiceConfig.from_args(settings)
-    config.resolve_token()  # the same check the replicas make, here first: a clear message before Ray starts
+    try:
+        config.resolve_token()  # the same check the replicas make, here first: a clear message before Ray starts
+    except ValueError as e:
+        print(f"raygan serve: error: {e}", file=sys.stderr)
+        return 2
     app = build_app(settings)
     # A fresh local Ray gets at least the logical CPUs the replicas reserve (small machines fit the app).
     # Replicas started by it inherit this environment (the token variable included); on an existing
