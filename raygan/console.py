@@ -38,6 +38,7 @@ class _State:
     path: Path | None = None  # its path
     file_handler: logging.Handler | None = None  # Ray's driver logging -> the log file
     ray_used: bool = False  # this session connected to Ray (so Ray's output went to the log file)
+    moved: list[tuple[logging.StreamHandler, Any]] | None = None  # Ray handlers re-pointed at the tee, and their streams
 
 
 _state = _State()
@@ -132,6 +133,8 @@ def session(log_file: Path | None, *, verbose: bool = False) -> Iterator[None]:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         sys.stdout, sys.stderr = previous
+        for handler, stream in _state.moved or []:
+            handler.setStream(stream)
         if _state.file_handler is not None:
             for name in RAY_LOGGERS:
                 logging.getLogger(name).removeHandler(_state.file_handler)
@@ -158,8 +161,8 @@ def quiet_ray_logging() -> None:
         for handler in logger.handlers:
             if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) \
                     and handler is not _state.file_handler:
-                if hasattr(handler, "setStream"):
-                    handler.setStream(sys.stderr)  # the tee, when there is a log file
+                if isinstance(sys.stderr, _Tee) and handler.stream is not sys.stderr:
+                    _state.moved = (_state.moved or []) + [(handler, handler.setStream(sys.stderr))]
                 if not _state.verbose:
                     handler.setLevel(logging.WARNING)
                     handler.addFilter(once)

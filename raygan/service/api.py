@@ -90,10 +90,11 @@ def request_id() -> str:
 
 
 def server_error(status: int, detail: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
-    """A 5xx answer: a generic `detail` and the request id (the log has the rest)."""
+    """A 5xx answer: a generic `detail` and the request id (the log has the rest; Serve's proxy sends the same
+    id in the `x-request-id` header)."""
     rid = request_id()
     return JSONResponse({"detail": f"{detail} (request id {rid})", "request_id": rid}, status_code=status,
-                        headers={**(headers or {}), "x-request-id": rid})
+                        headers=headers)
 
 
 EXPLAIN_BODY = {
