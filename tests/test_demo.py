@@ -77,6 +77,7 @@ def test_demo_runs_end_to_end_quietly_and_resumes(tmp_path: Path, ray_tmp: str) 
     raygan = [sys.executable, "-m", "raygan.cli"]
     code, printed = run_in_terminal([*raygan, "demo", "--out", str(out), *TINY_DEMO], env=env, timeout=1500)
     lines = screen_lines(printed)
+    print("\n".join(lines))  # pytest shows it when the test fails
     assert code == 0, printed
     for stage in ("1/5 phantoms", "2/5 classifier", "3/5 GAN", "4/5 evaluation", "5/5 report"):
         assert any(stage in line for line in lines), stage
@@ -104,13 +105,14 @@ def test_demo_runs_end_to_end_quietly_and_resumes(tmp_path: Path, ray_tmp: str) 
 
     # Reports explain themselves: every metric with its meaning and better direction, no bare keys.
     from raygan.metrics.glossary import describe, undescribed
+    from raygan.render import html as H
 
     assert undescribed(list(evaluation["values"])) == []
     markdown = (out / "evaluation" / "evaluation.md").read_text()
     report = (out / "report.html").read_text()
     for key in evaluation["values"]:
         gloss = describe(key)
-        assert gloss.meaning in report and gloss.better_text in report, key
+        assert H.esc(gloss.meaning) in report and gloss.better_text in report, key
     assert "| better | meaning |" in markdown and describe("frechet.value").meaning in markdown
 
     # Training wrote TensorBoard events into the run folder (rank 0).
