@@ -1,26 +1,61 @@
 """The `raygan` command: one subcommand per user task, each a thin layer over the library.
 
 Every subcommand parses its flags, builds a frozen config and calls one library function;
-nothing here holds logic worth testing on its own.
+nothing here holds logic worth testing on its own. `main` wraps each command in the console
+session (raygan.console: a log file, Ray's chatter kept out of the terminal unless --verbose)
+and turns errors into one line on stderr (the traceback goes to the log file).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 Command = Callable[[argparse.Namespace], int]
+
+ENVIRONMENT_HELP = """\
+environment:
+  RAY_ADDRESS             join this Ray cluster (set by `ray job submit`); else a cluster `ray start`
+                          left on this machine, else a new local Ray instance (each command says which)
+  RAYGAN_S3_ENDPOINT_URL  S3-compatible endpoint for s3:// URIs, e.g. http://127.0.0.1:9000 (MinIO,
+                          Ceph); also read: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL
+  AWS_REGION, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+                          region and credentials (the standard AWS chain: env, ~/.aws, instance roles)
+  RAYGAN_SERVE_TOKEN      default bearer-token variable of `raygan serve` (see --token-env)
+  MLFLOW_TRACKING_URI     also log training and tune metrics to this MLflow server or store
+  RAYGAN_WAIT_FOR_RESOURCES=1
+                          wait (warn) instead of stopping when a stage asks for more CPUs/GPUs than the
+                          cluster has (autoscaling clusters)
+Paths: on a cluster (`ray job submit --working-dir .`) use absolute paths on shared storage or s3://
+URIs; relative paths and git-ignored folders such as runs/ are not uploaded with the working dir.
+"""
+
+# Commands that run torch in this process: they take --threads (default raygan.threads.default_threads).
+TORCH_COMMANDS = ("train-classifier", "train", "evaluate", "tune", "explain", "demo")
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raygan",
         description="Explain image classifiers by latent traversal of a class-conditional GAN, on Ray.",
+        epilog=ENVIRONMENT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in _REGISTRARS:
         register(sub)
+    for name, command in sub.choices.items():
+        command.epilog = ENVIRONMENT_HELP
+        command.formatter_class = argparse.RawDescriptionHelpFormatter
+        command.add_argument("--verbose", action="store_true",
+                             help="show Ray's own log lines and full tracebacks (they always go to the log file)")
+        if name in TORCH_COMMANDS:
+            command.add_argument("--threads", type=int, default=None,
+                                 help="torch CPU threads in this process (default: 1 on machines with <= 2 cores "
+                                 "or a busy machine, else the free cores)")
     return parser
 
 
@@ -250,7 +285,8 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
         "explain",
         help="explain images with a bundle: inversion, counterfactual, traversal and maps, to Parquet + PNGs",
     )
-    p.add_argument("input", help="input shards (prefix or .parquet file) or one image file (its name becomes the image_id)")
+    p.add_argument("input", help="input shards (prefix or .parquet file), a folder of PNG/JPEG files, or one image "
+                   "file (file names without suffix become image_ids)")
     p.add_argument("--bundle", required=True, help="bundle URI (from `raygan train`); its settings are the defaults")
     p.add_argument("--out", required=True, help="output prefix: results/ and artifacts/ go under it; reruns skip done rows")
     p.add_argument("--steps", type=int, default=None, help="inversion steps (default: the bundle's)")
@@ -262,6 +298,9 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="images inverted together (results do not depend on it)")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda when available)")
     p.add_argument("--no-attributions", action="store_true", help="skip Grad-CAM and Integrated Gradients")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="explain rows that an earlier run wrote as errors again (their error rows are replaced)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run_explain)
 
 
@@ -284,9 +323,15 @@ def _run_explain(args: argparse.Namespace) -> int:
     traversal = replace(bundle.traversal, rate=args.rate, frames=args.frames)
     explainer = Explainer.from_bundle(bundle, inversion=inversion, traversal=traversal, device=args.device,
                                       attributions=not args.no_attributions)
-    summary = explain_shards(args.input, args.out, explainer=explainer, batch_size=args.batch_size)
+    summary = explain_shards(args.input, args.out, explainer=explainer, batch_size=args.batch_size,
+                             retry_errors=args.retry_errors, progress=not args.no_progress)
+    for line in summary.failure_lines():
+        print(line, file=sys.stderr)
     print(summary.describe())
     print(json.dumps(dataclasses.asdict(summary)))
+    if summary.error and not summary.ok:
+        print("raygan explain: no row was explained; fix the inputs and rerun with --retry-errors", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -396,8 +441,8 @@ def _add_explain_bulk(sub: argparse._SubParsersAction) -> None:
 def _run_explain_bulk(args: argparse.Namespace) -> int:
     import dataclasses
     import json
-
-    import ray
+    import math
+    import os
 
     from raygan.bulk import BulkConfig, explain_bulk
     from raygan.bundle import BundleError
@@ -407,8 +452,13 @@ def _run_explain_bulk(args: argparse.Namespace) -> int:
         num_gpus=1.0 if args.gpu else 0.0, num_cpus=args.cpus_per_actor, attributions=not args.no_attributions,
         progress=not args.no_progress,
     )
-    if not ray.is_initialized():
-        ray.init()  # joins the cluster of a submitted job (or RAY_ADDRESS), else starts a local one
+    from raygan.cluster import connect, require
+
+    # Joins the cluster of a submitted job (or RAY_ADDRESS, or `ray start`), else starts a local one
+    # with room for the actors and Ray Data's read tasks beside them.
+    connect(local_cpus=max(os.cpu_count() or 1, math.ceil(config.min_actors * config.num_cpus) + 1))
+    require(cpus=config.min_actors * config.num_cpus, gpus=config.min_actors * config.num_gpus,
+            what=f"explain-bulk with {config.min_actors} actor(s)")
     try:
         summary = explain_bulk(args.input, args.bundle, args.out, config=config)
     except (BundleError, FileNotFoundError) as e:
@@ -416,6 +466,10 @@ def _run_explain_bulk(args: argparse.Namespace) -> int:
         return 2
     print(summary.describe())
     print(json.dumps(dataclasses.asdict(summary)))
+    if summary.error and not summary.ok:
+        print(f"raygan explain-bulk: no row was explained; the error rows are in {summary.results_uri}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -434,11 +488,28 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batch-size", type=int, default=8, help="requests inverted together per replica")
     p.add_argument("--allowed-prefix", action="append", default=[], metavar="URI",
                    help="shard jobs may read/write only under this prefix (repeatable); none: /v1/shards refused")
-    p.add_argument("--token", default=None,
-                   help="require 'Authorization: Bearer TOKEN' on /v1/* (default: env RAYGAN_SERVE_TOKEN, else open)")
+    p.add_argument("--token-env", default=None, metavar="NAME",
+                   help="require 'Authorization: Bearer TOKEN' on /v1/* (all but /v1/health), TOKEN being the "
+                   "value of this environment variable on every node (default: RAYGAN_SERVE_TOKEN when it is set "
+                   "here); never pass the token itself on the command line, where `ps` shows it")
+    p.add_argument("--token-file", default=None, metavar="PATH",
+                   help="or read the token from this file (the same absolute path on every node)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --host without a token (anyone who reaches the port can use the service)")
     p.add_argument("--pictures-prefix", default=None, help="store pictures here and answer URIs instead of base64")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before an explanation answers 504")
     p.set_defaults(func=_run_serve)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -446,32 +517,49 @@ def _run_serve(args: argparse.Namespace) -> int:
     import os
     import time
 
-    import ray
     from ray import serve
 
+    from raygan.cluster import connect, require
     from raygan.service.app import build_app
+    from raygan.service.config import ServiceConfig
 
+    if args.token_env and args.token_file:
+        print("raygan serve: error: give --token-env or --token-file, not both", file=sys.stderr)
+        return 2
+    token_env = args.token_env or (None if args.token_file or not os.environ.get("RAYGAN_SERVE_TOKEN")
+                                   else "RAYGAN_SERVE_TOKEN")
+    token_file = os.path.abspath(args.token_file) if args.token_file else None
+    if not (token_env or token_file) and not _is_loopback(args.host) and not args.insecure:
+        print(f"raygan serve: error: --host {args.host} exposes the service to the network without a token. "
+              "Put a token in an environment variable (RAYGAN_SERVE_TOKEN, or name one with --token-env) or a "
+              "file (--token-file), or pass --insecure to serve it open.", file=sys.stderr)
+        return 2
+    # Only references travel in the settings (the dashboard shows them); each replica reads the token.
     settings = {
         "bundle_uri": args.bundle, "allowed_prefixes": args.allowed_prefix, "num_gpus": args.gpus,
-        "num_cpus": args.cpus,
-        "max_replicas": args.replicas, "max_batch_size": args.max_batch_size,
-        "token": args.token or os.environ.get("RAYGAN_SERVE_TOKEN") or None,
+        "num_cpus": args.cpus, "max_replicas": args.replicas, "max_batch_size": args.max_batch_size,
+        "token_env": token_env, "token_file": token_file,
         "pictures_prefix": args.pictures_prefix, "request_timeout_s": args.timeout,
     }
+    config = ServiceConfig.from_args(settings)
+    try:
+        config.resolve_token()  # the same check the replicas make, here first: a clear message before Ray starts
+    except ValueError as e:
+        print(f"raygan serve: error: {e}", file=sys.stderr)
+        return 2
     app = build_app(settings)
-    if not ray.is_initialized():
-        # Without RAY_ADDRESS a fresh local Ray gets at least the logical CPUs the replicas reserve
-        # (small machines fit the app). The replicas import the installed raygan package.
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init()
-        else:
-            cpus = max(os.cpu_count() or 1, math.ceil(args.cpus * args.replicas + 1))
-            ray.init(address="local", num_cpus=cpus)
+    # A fresh local Ray gets at least the logical CPUs the replicas reserve (small machines fit the app).
+    # Replicas started by it inherit this environment (the token variable included); on an existing
+    # cluster the variable or file must be on its nodes. The replicas import the installed raygan package.
+    connect(local_cpus=max(os.cpu_count() or 1, math.ceil(args.cpus * args.replicas + 1)))
+    require(cpus=config.num_cpus * config.min_replicas + 0.5, gpus=config.num_gpus * config.min_replicas,
+            what="the service's replicas")
     try:
         serve.start(http_options={"host": args.host, "port": args.port, "request_timeout_s": args.timeout + 30})
         serve.run(app, name="raygan", route_prefix="/", blocking=False)
+        auth = "bearer token required on /v1/*" if config.requires_token else "open (no token)"
         print(f"raygan service: viewer http://{args.host}:{args.port}/ , API docs http://{args.host}:{args.port}/docs"
-              " (Ctrl-C stops it)", flush=True)
+              f"; {auth} (Ctrl-C stops it)", flush=True)
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
@@ -617,10 +705,65 @@ def _run_fidelity(args: argparse.Namespace) -> int:
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_phantoms, _add_ingest, _add_train_classifier, _add_train, _add_evaluate, _add_tune, _add_explain, _add_report, _add_explain_bulk, _add_serve, _add_demo, _add_study, _add_fidelity]
 
 
+def _log_file(args: argparse.Namespace) -> Path:
+    """Where this command's full log goes: `<out>/logs/` for a local --out (a file's folder), else a temp folder."""
+    from raygan import storage
+
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    out = getattr(args, "out", None) or ("runs/demo" if args.command == "demo" else None)
+    if out and not storage.is_remote(out):
+        folder = Path(storage.filesystem(out)[1])
+        if folder.suffix.lower() in (".html", ".json", ".md"):
+            folder = folder.parent
+        return folder / "logs" / f"{args.command}-{stamp}.log"
+    return Path(tempfile.gettempdir()) / "raygan-logs" / f"{args.command}-{stamp}.log"
+
+
+def _user_error(error: BaseException) -> bool:
+    """Mistakes in the input or the environment (one line is the whole story), as opposed to bugs."""
+    from raygan.cluster import ClusterTooSmall
+
+    expected: tuple[type[BaseException], ...] = (FileNotFoundError, FileExistsError, NotADirectoryError,
+                                                 IsADirectoryError, PermissionError, ClusterTooSmall)
+    for module, name in (("raygan.bundle", "BundleError"), ("raygan.render.dataset", "ReportError"),
+                         ("raygan.data.codec", "ImageDecodeError")):
+        if module in sys.modules:
+            expected += (getattr(sys.modules[module], name),)
+    return isinstance(error, expected)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `raygan` console script."""
+    import traceback
+
+    from raygan import console
+
     args = _build_parser().parse_args(argv)
-    return int(args.func(args))
+    log = _log_file(args)
+    with console.session(log, verbose=args.verbose):
+        try:
+            if args.command in TORCH_COMMANDS:
+                from raygan.threads import set_threads
+
+                set_threads(args.threads)
+            code = int(args.func(args))
+        except KeyboardInterrupt:
+            print(f"\nraygan {args.command}: interrupted", file=sys.stderr)
+            code = 130
+        except Exception as e:
+            if args.verbose:
+                raise
+            traceback.print_exc(file=console.log_file_stream())
+            message = " ".join(str(e).split()) or type(e).__name__
+            if _user_error(e):
+                print(f"raygan {args.command}: error: {message}", file=sys.stderr)
+                code = 2
+            else:
+                print(f"raygan {args.command}: failed: {type(e).__name__}: {message[:500]}", file=sys.stderr)
+                code = 1
+        if code not in (0, 130) or console.ray_used():
+            print(f"raygan: full log in {log}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from raygan.config import InversionConfig, TraversalConfig
 from raygan.explain.attribution import MAP_NAMES
 from raygan.metrics import METRICS
 from raygan.metrics.faithfulness import Baseline
+from raygan.metrics.glossary import describe
 
 if TYPE_CHECKING:
     from raygan import storage
@@ -440,15 +441,17 @@ def to_markdown(report: EvaluationReport) -> str:
         f"traversal: {report.traversal.frames} frames x {report.traversal.rate}",
         f"- wall time: {report.seconds:.1f} s",
         "",
-        "| metric | field | value | n |",
-        "|---|---|---|---|",
+        "| metric | field | value | n | better | meaning |",
+        "|---|---|---|---|---|---|",
     ]
     for name, metric in METRICS.items():
         if metric.scope == "map":
             continue
         for key, value in report.values.items():
             if key.startswith(name + "."):
-                lines.append(f"| {name} | {key[len(name) + 1:]} | {_fmt(value)} | {_size(report.sizes, name)} |")
+                gloss = describe(key)
+                lines.append(f"| {name} | {key[len(name) + 1:]} | {_fmt(value)} | {_size(report.sizes, name)} | "
+                             f"{gloss.better_text} | {gloss.meaning} |")
     map_rows = []
     for name, metric in METRICS.items():
         if metric.scope != "map":
@@ -459,10 +462,12 @@ def to_markdown(report: EvaluationReport) -> str:
             if all(c is None for c in cells):
                 continue
             sizes = "/".join(_size(report.sizes, f"{name}.{m}") or "-" for m in MAPS)
-            map_rows.append(f"| {name} | {f} | " + " | ".join(_fmt(c) for c in cells) + f" | {sizes} |")
+            gloss = describe(f"{name}.{f}")
+            map_rows.append(f"| {name} | {f} | " + " | ".join(_fmt(c) for c in cells)
+                            + f" | {sizes} | {gloss.better_text} | {gloss.meaning} |")
     if map_rows:
-        header = "| metric | field | " + " | ".join(MAPS) + " | n |"
-        lines += ["", header, "|---|---|" + "---|" * (len(MAPS) + 1), *map_rows]
+        header = "| metric | field | " + " | ".join(MAPS) + " | n | better | meaning |"
+        lines += ["", header, "|---|---|" + "---|" * (len(MAPS) + 3), *map_rows]
     lines += _honest_markdown(report)
     lines += _audit_markdown(report)
     used = {k.split(".", 1)[0] for k in report.values}

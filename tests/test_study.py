@@ -14,7 +14,6 @@ import torch
 
 from raygan.config import AUTHORS_INVERSION, preset
 from raygan.data.phantoms import PhantomConfig, write_phantoms
-from raygan.explain.explainer import Explanation
 from raygan.models import ClassifierSpec, FrozenClassifier, build_classifier, build_generator
 from raygan.models.classifier import factory_path
 from raygan.study import MIN_AUTHORS_IMAGES, authors_sample_size

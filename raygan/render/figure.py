@@ -210,7 +210,9 @@ def explanation_figure(expl: Any, *, min_tile: int = STRIP_MIN, min_large: int =
 
     sections = [
         _section("(a) Original, reconstruction G(z₁, z₂) and counterfactual G(z₁, 0)", row_a),
-        _section("(b) Latent traversal G(z₁, α·z₂): classifier p(positive) under each frame", row_b),
+        _section("(b) Fallback traversal G(z₁, α·d) along the mean positive direction d (z₂ ≈ 0 or not positive): "
+                 "α = 1 is not the reconstruction" if getattr(expl, "used_fallback", False)
+                 else "(b) Latent traversal G(z₁, α·z₂): classifier p(positive) under each frame", row_b),
         _section(f"(c) Difference |G(z₁, z₂) − G(z₁, 0)|{beside}", row_c),
     ]
     if header:

@@ -32,8 +32,8 @@ def _pills(expl: Any) -> str:
     cross = (f'<span class="pill">reaches 0.5 at α={crossing:.2f}</span>' if crossing is not None
              else '<span class="pill bad">never reaches 0.5</span>')
     flip = '<span class="pill good">counterfactual flips the decision</span>' if _flipped(expl) else ""
-    fallback = ('<span class="pill bad">z₂ ≈ 0: walked the mean positive direction</span>'
-                if getattr(expl, "used_fallback", False) else "")
+    fallback = ('<span class="pill bad">fallback traversal: walked the mean positive direction, so its α = 1 '
+                'end is not the reconstruction</span>' if getattr(expl, "used_fallback", False) else "")
     stats = (f'<span class="note">Spearman ρ={float(expl.spearman):.2f} · reconstruction MSE '
              f"{float(expl.recon_mse):.4f}, SSIM {float(expl.recon_ssim):.3f}</span>")
     return f"<p>{monotone}{cross}{flip}{fallback}{stats}</p>"
@@ -55,17 +55,25 @@ def _overview(explanations: Sequence[Any]) -> str:
 
 
 def _metrics_table(metrics: Mapping[str, float]) -> str:
+    """Every value with what it means and which direction is better (raygan.metrics.glossary), the key small."""
+    from raygan.metrics.glossary import describe
+
     if not metrics:
         return '<p class="note">No metrics were computed for this run.</p>'
-    rows = [[H.esc(name), H.fmt(_finite(value), digits=4)] for name, value in metrics.items()]
-    return H.table(["metric", "value"], rows, numeric=[1])
+    rows = []
+    for name, value in metrics.items():
+        gloss = describe(name)
+        rows.append([f'{H.esc(gloss.label)}<br><span class="note mono">{H.esc(name)}</span>',
+                     H.fmt(_finite(value), digits=4), H.esc(gloss.better_text), H.esc(gloss.meaning)])
+    return H.table(["metric", "value", "better", "meaning"], rows, numeric=[1])
 
 
 def _image_section(index: int, expl: Any) -> str:
     alphas = [float(a) for a in expl.traversal_alphas]
     probs = [float(p) for p in expl.traversal_probs]
     fig = png_bytes(explanation_figure(expl, header=False))  # the HTML heading says the same
-    curve = charts.probability_curve_png(alphas, probs, crossing_alpha=_finite(expl.crossing_alpha))
+    curve = charts.probability_curve_png(alphas, probs, crossing_alpha=_finite(expl.crossing_alpha),
+                                         used_fallback=bool(getattr(expl, "used_fallback", False)))
     return (
         f'<section class="image" id="img-{index}"><h3 class="mono">{H.esc(expl.image_id)}</h3>{_pills(expl)}'
         + '<div class="row">'
@@ -123,7 +131,8 @@ def explanation_report(explanations: Sequence[Any], metrics: Mapping[str, float]
         H.figure(charts.probability_curves_png(curves), alt="p(positive) against alpha for every image",
                  scale=charts.DISPLAY_SCALE,
                  caption="Each line is one image's traversal from its counterfactual (α = 0) to its "
-                         "reconstruction (α = 1)."),
+                         "reconstruction (α = 1); a fallback traversal (marked per image below) walks the mean "
+                         "positive direction instead, and its α = 1 is not the reconstruction."),
         "</div></div>",
         *(["<h2>Shortcut audit: what the classifier relies on, and which map says so</h2>", audit_section(audit)]
           if audit is not None else []),
