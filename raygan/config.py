@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 GeneratorArch = Literal["acgan", "dcgan"]
-ClassifierArch = Literal["vgg16_bn", "small_cnn", "small_resnet"]
+ClassifierArch = Literal["vgg16_bn", "small_cnn", "max_cnn"]
 Precision = Literal["fp32", "bf16"]
 
 

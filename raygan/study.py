@@ -50,8 +50,7 @@ if TYPE_CHECKING:
     from raygan.models.frozen import FrozenClassifier
 
 PROBE_STEPS = 10  # inversion steps timed to predict the authors' 5000-step run
-JUDGE_ARCH = "small_resnet"  # the independent judge's architecture (no slower to train than small_cnn)
-JUDGE_LR = 3e-3  # its learning rate (the recipe's 1e-3 leaves small_resnet's batch-norm statistics behind in 4 epochs)
+JUDGE_ARCH = "max_cnn"  # the independent judge's architecture (about small_cnn's training cost)
 PROBE_MARGIN = 1.15  # the prediction is scaled by this (traversal, SSIM, a slower chunk)
 MIN_AUTHORS_IMAGES = 8  # below this the authors' recipe is skipped rather than scored on too few images
 SAMPLE_COLUMNS = 8  # z1s in the generator sample grid
@@ -109,7 +108,7 @@ class ClassifierStage:
     val_auc: float  # ROC AUC on the validation split
     train_loss: float  # mean cross-entropy of the last epoch (augmented training images)
     train_accuracy: float  # accuracy of the last epoch on augmented training images
-    judge_uri: str  # the independent judge (small_resnet, another seed, same training split) that validity is checked with
+    judge_uri: str  # the independent judge (max_cnn, another seed, same training split) that validity is checked with
     judge_test_accuracy: float  # its test accuracy
 
 
@@ -216,7 +215,7 @@ def _train_classifier(config: StudyConfig, p: Preset, splits: dict, device: torc
 
     # The independent judge: another architecture and seed on the same split, so that validity is not
     # judged only by the classifier the inversion optimised against.
-    judge_cfg = replace(cfg, arch=JUDGE_ARCH, seed=cfg.seed + 1000, lr=JUDGE_LR)
+    judge_cfg = replace(cfg, arch=JUDGE_ARCH, seed=cfg.seed + 1000)
     torch.manual_seed(judge_cfg.seed)
     judge_model = build_classifier(JUDGE_ARCH, image_size=cfg.image_size, channels=p.gan.channels).to(device)
     fit_classifier(judge_model, train.images, train.labels, config=judge_cfg, cap_s=config.classifier_cap_s,

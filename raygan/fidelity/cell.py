@@ -49,8 +49,8 @@ class CellConfig:
     gan_epochs: int | None = None  # GAN epochs (None: the preset's)
     classifier_cap_s: float = math.inf  # each classifier stops after the epoch that crosses this
     gan_cap_s: float = math.inf  # the GAN stops after the epoch that crosses this
-    judge_arch: str = "small_resnet"  # the independent judge's architecture
-    judge_lr: float = 3e-3  # its AdamW learning rate (small_resnet needs more than small_cnn's 1e-3 in 4 epochs)
+    judge_arch: str = "max_cnn"  # the independent judge's architecture
+    judge_lr: float | None = None  # its AdamW learning rate (None: the preset's classifier recipe)
     ablation: bool = True  # also explain with the counterfactual term off
     batch: int = 48  # images per Explainer call
 

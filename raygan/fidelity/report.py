@@ -94,7 +94,7 @@ removed cue acts (tested per cue in tests/data/test_phantoms.py).
   the paired difference (raygan minus the baseline, image by image) excludes 0. Grad-CAM and IG
   have no counterfactual: that column is raygan's alone.
 
-**Per cell**: train the explained classifier (small_cnn) and an independent judge (small_resnet,
+**Per cell**: train the explained classifier (small_cnn) and an independent judge (max_cnn,
 another seed, same training split); measure reliance on each cue by twins over the whole test
 split; train the GAN against the frozen classifier; explain a test sample of which half carries the
 shortcut, once with raygan's inversion and once with its counterfactual term off; score raygan's
@@ -112,12 +112,15 @@ def to_markdown(document: dict[str, Any], *, notes: str | None = None) -> str:
         "## This run",
         "",
         f"- date {document['date']}; {document['machine']}; {cfg['workers']} cells at a time; "
-        f"{document['seconds'] / 60:.1f} min wall",
+        f"{document['seconds'] / 60:.1f} min wall"
+        + (f" ({document['reused_cells']} cells reused from an earlier run)" if document.get("reused_cells") else "")
+        + (f"; {document['cell_minutes']:.0f} cell-minutes in all" if document.get("cell_minutes") else ""),
         f"- seeds {list(cfg['seeds'])}; cells {[f'{w}/{k}' for w, k in cfg['cells']]}; preset {cfg['preset']}; "
         f"{cfg['phantoms']} phantoms per cell (80/10/10), {cfg['explain']} test phantoms explained per cell "
         f"(half with the shortcut where possible)",
-        f"- verdict rule: 'relies' when the map's mean mass on the shortcut >= {document['verdict_ratio']} x its "
-        "chance, frozen before the run; truth: measured reliance >= 0.3 relies, <= 0.05 does not, else unscored",
+        f"- verdict rule: 'relies' when the odds of the map's mean mass on the shortcut are >= "
+        f"{document['verdict_ratio']} x the odds of its area share (frozen before the run); truth: measured "
+        "reliance >= 0.3 relies, <= 0.05 does not, else unscored",
     ]
     if "chosen_ratio" in document:
         lines.append(f"- the ratio these development cells would choose: {document['chosen_ratio']}")
@@ -136,7 +139,7 @@ def to_markdown(document: dict[str, Any], *, notes: str | None = None) -> str:
     lines += ["", "## raygan's validity, monotonicity and realism per cell", "",
               "Flip rates are over the images the classifier (or the judge) calls positive; 'off' is the same "
               "inversion with the counterfactual term switched off (the term optimises the explained classifier's "
-              "flip rate). The judge is an independently trained small_resnet.", "", *_validity(document)]
+              "flip rate). The judge is an independently trained max_cnn (another architecture and seed, same split).", "", *_validity(document)]
     lines += ["", "## Per cell", "",
               "| world | shortcut | seed | method | reliance shortcut / lesions | shortcut mass (chance) | lesion AUPRC "
               "(chance) | twin agreement | cf removes shortcut | verdict | truth |",

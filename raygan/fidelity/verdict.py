@@ -27,7 +27,7 @@ Verdict = Literal["relies", "does not", "unscored"]
 RELIES = 0.3  # measured reliance at or above this: the classifier relies on the cue
 IGNORES = 0.05  # at or below this: it does not
 RATIO_GRID = (1.5, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0)  # candidate odds-ratio thresholds
-RATIO = 5.0  # the frozen rule: chosen by `make fidelity-quick` on the development seed (docs/fidelity.md)
+RATIO = 2.0  # the frozen rule: chosen by `make fidelity-quick` on development seed 0 on 2026-12-02 (docs/fidelity-quick.md)
 
 
 def truth(reliance: float) -> Verdict:
