@@ -193,7 +193,7 @@ def _explain(explainer: Explainer, data: EvaluationData, *, batch_size: int) -> 
         p_counterfactual=scalars("p_counterfactual"),
         alphas=torch.tensor(out[0].traversal_alphas, dtype=torch.float64),
         probs=torch.tensor([e.traversal_probs for e in out], dtype=torch.float64),
-        maps={name: torch.stack([e.maps[name] for e in out]) for name in MAPS},
+        maps={name: torch.stack([e.maps[name] for e in out]) for name in out[0].maps},  # MAPS and, with attributions, "path"
         explanations=tuple(out),
     )
 
@@ -508,10 +508,11 @@ def _audit_markdown(report: EvaluationReport) -> list[str]:
     lines = ["", f"Shortcut audit: reliance by intervention (each region of a positive call swapped for the same "
              f"region of negative images) beside what each map says (relies = mass odds >= "
              f"{report.audit[0].ratio:g} x the region's area odds):", "",
-             "| region | reliance (n) | truth | " + " | ".join(MAPS) + " |", "|---|---|---|" + "---|" * len(MAPS)]
+             "| region | reliance (n) | truth | " + " | ".join(report.audit[0].maps) + " |",
+             "|---|---|---|" + "---|" * len(report.audit[0].maps)]
     for a in report.audit:
         cells = []
-        for name in MAPS:
+        for name in a.maps:
             mv = a.maps.get(name)
             mark = "" if mv is None or mv.agrees is None else (" (right)" if mv.agrees else " (wrong)")
             cells.append("n/a" if mv is None else f"{mv.verdict}{mark}: mass {_fmt(mv.mass)} vs {_fmt(mv.chance)}")
