@@ -18,6 +18,10 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Serve's proxy must answer its readiness check in 5 s by default; on a 2-core machine busy with the
+# suite's other Ray workers it can miss that three times and be killed before it ever serves.
+os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
+os.environ.setdefault("RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S", "60")
 # The tracking tests use a file-backed MLflow store, which MLflow 3 allows only with this opt-in; set
 # before Ray starts so Train workers (which log from rank 0) inherit it.
 os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -86,7 +90,9 @@ def ray_session() -> Iterator[None]:
     import ray
 
     # More logical CPUs than cores so Train workers never starve Ray Data (DESIGN.md).
-    ray.init(num_cpus=6, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    # The node address is pinned to loopback: tests never listen on the machine's other interfaces.
+    ray.init(num_cpus=6, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+             _node_ip_address="127.0.0.1")
     try:
         yield
     finally:

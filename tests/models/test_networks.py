@@ -14,12 +14,18 @@ from raygan.models import build_classifier, build_discriminator, build_generator
 def test_generator_and_discriminator_shapes(name: str) -> None:
     p = preset(name)
     g, d = build_generator(p.gan).eval(), build_discriminator(p.gan).eval()
-    z1, z2 = sample_latents(torch.tensor([0, 1, 1]), z1_dim=p.gan.z1_dim, z2_dim=p.gan.z2_dim)
+    labels = torch.tensor([0, 1, 1])
+    z1, z2 = sample_latents(labels, z1_dim=p.gan.z1_dim, z2_dim=p.gan.z2_dim)
     with torch.no_grad():
         x = g(z1, z2)
         assert x.shape == (3, p.gan.channels, p.gan.image_size, p.gan.image_size)
         assert x.min() >= -1 and x.max() <= 1  # tanh output
-        assert d(x).shape == (3,)
+        if p.gan.d_condition == "classifier":  # the projection D scores (image, class) pairs
+            assert d(x, labels).shape == (3,)
+            with pytest.raises(AssertionError, match="needs classes"):
+                d(x)
+        else:
+            assert d(x).shape == (3,)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
