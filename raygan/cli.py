@@ -123,28 +123,54 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=None,
                    help="epochs between checkpoints (the last always checkpoints)")
     p.add_argument("--seed", type=int, default=None, help="seeds weights, latents and data order")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="generator side in pixels (default: the preset's); the classifier gets its own size")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="generator channels: 1 gray or 3 RGB (default: the classifier's input channels)")
+    p.add_argument("--target-class", default=None,
+                   help="the class to explain, by name (classifier.json 'classes') or output index; the GAN learns "
+                   "it against the rest (default: the spec's positive_index)")
     p.set_defaults(func=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from raygan import storage
     from raygan.config import preset, replace
-    from raygan.train.gan_trainer import train_gan
+    from raygan.models.frozen import SPEC_FILE, ClassifierSpec
+    from raygan.models.generator import build_generator
 
     chosen = preset(args.preset)
     train = replace(chosen.train, epochs=args.epochs, workers=args.workers, use_gpu=args.gpu,
                     batch_size=args.batch_size, checkpoint_every=args.checkpoint_every, seed=args.seed)
     try:
-        result = train_gan(args.data, args.classifier, args.out, gan=chosen.gan, train=train,
-                           inversion=chosen.inversion, traversal=chosen.traversal)
+        spec = ClassifierSpec.from_json(storage.read_json(storage.join(args.classifier, SPEC_FILE)))
+        if args.target_class is not None:
+            spec.class_index(args.target_class)
+        # The generator makes images at its own size; its channels follow the classifier's unless told.
+        gan = replace(chosen.gan, image_size=args.image_size, channels=args.channels or spec.channels)
+        build_generator(gan)  # refuses a size its architecture cannot make
+    except (FileNotFoundError, ValueError) as e:
+        # A missing classifier, a bad classifier.json, an unknown --target-class or a bad --image-size.
+        print(f"raygan train: error: {e}", file=sys.stderr)
+        return 2
+    if gan.channels == 1 and spec.channels == 3:
+        print("note: a 1-channel generator for a 3-channel classifier: its gray images reach the classifier "
+              "repeated on all three channels (use --channels 3 for colour)", file=sys.stderr)
+    from raygan.train.gan_trainer import train_gan
+
+    try:
+        result = train_gan(args.data, args.classifier, args.out, gan=gan, train=train,
+                           inversion=chosen.inversion, traversal=chosen.traversal, target=args.target_class)
     except FileNotFoundError as e:
         print(f"raygan train: error: {e}", file=sys.stderr)
         return 2
     names = ("d_loss", "g_adv", "g_class", "class_consistency", "images_per_s")
     m = {k: float(result.metrics.get(k, "nan")) for k in names}
     print(f"bundle written to {result.bundle}: {result.epochs} epoch(s) (this run from epoch {result.start_epoch}), "
-          f"{result.seconds:.0f} s")
+          f"{result.seconds:.0f} s; explains class {result.target_class!r}")
     print(f"last epoch: d_loss {m['d_loss']:.4f}  g_adv {m['g_adv']:.4f}  g_class {m['g_class']:.4f}  "
           f"class consistency {m['class_consistency']:.3f}  {m['images_per_s']:.0f} images/s")
+    print(f"quality gate: {result.quality.describe()}")
     return 0
 
 
@@ -289,6 +315,11 @@ def _run_explain(args: argparse.Namespace) -> int:
                                       attributions=not args.no_attributions)
     summary = explain_shards(args.input, args.out, explainer=explainer, batch_size=args.batch_size)
     print(summary.describe())
+    print(f"explained class {bundle.target_class!r}; quality gate: {bundle.quality.describe()}")
+    if explainer.warning:
+        print(f"warning: {explainer.warning}", file=sys.stderr)
+    for name, why in sorted(explainer.maps_skipped.items()):
+        print(f"note: {name} skipped: {why}", file=sys.stderr)
     print(json.dumps(dataclasses.asdict(summary)))
     return 0
 
@@ -463,7 +494,9 @@ def _run_serve(args: argparse.Namespace) -> int:
             ray.init()
         else:
             cpus = max(os.cpu_count() or 1, math.ceil(args.cpus * args.replicas + 1))
-            ray.init(address="local", num_cpus=cpus)
+            # A service on loopback keeps its new Ray node on loopback too (Ray may pick an external address).
+            loopback = {"_node_ip_address": "127.0.0.1"} if args.host in ("127.0.0.1", "localhost") else {}
+            ray.init(address="local", num_cpus=cpus, **loopback)
     try:
         serve.start(http_options={"host": args.host, "port": args.port, "request_timeout_s": args.timeout + 30})
         serve.run(app, name="raygan", route_prefix="/", blocking=False)

@@ -114,7 +114,8 @@ def run_demo(config: DemoConfig) -> DemoResult:
     t = _stage("5/5 report")
     page = storage.join(out, "report.html")
     storage.write_text(page, explanation_report(
-        report.explanations, report.values, title=f"raygan demo: {len(report.explanations)} test images"))
+        report.explanations, report.values, title=f"raygan demo: {len(report.explanations)} test images",
+        quality=bundle.quality))
     _done(t)
     consistency = float(report.values["class_consistency.accuracy"])
     print(f"\nclass consistency {consistency:.4f} (paper: 0.9115); report: {page}")

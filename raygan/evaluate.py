@@ -74,6 +74,7 @@ class EvaluationReport:
     traversal: TraversalConfig  # traversal settings of the explanations
     seconds: float  # wall time of the evaluation
     explanations: tuple[Explanation, ...] = ()  # the per-image explanations behind the data metrics (for reports)
+    skipped: dict[str, str] = field(default_factory=dict)  # metric (or map) -> why this classifier cannot give it
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,10 @@ def load_data(
     split: str | None,
     limit: int,
     settings: storage.StorageSettings | None = None,
+    classes: Sequence[str] = (),
 ) -> EvaluationData:
-    """The first `limit` rows of `split` under `data_uri`, decoded at `size`, with their phantom masks."""
+    """The first `limit` rows of `split` under `data_uri`, decoded at `size`, with their phantom masks
+    (labels as class indices; names resolved through `classes`)."""
     from raygan.data.shards import decode_rows, read_table
     from raygan.data.splits import filter_split
 
@@ -139,7 +142,7 @@ def load_data(
     if split is not None:
         table = filter_split(table, split)
     table = table.slice(0, limit)
-    batch = decode_rows(table, size=size, channels=channels)
+    batch = decode_rows(table, size=size, channels=channels, classes=classes)
     masks = {}
     for column, name in MASK_COLUMNS.items():
         if column in batch.passthrough:
@@ -185,7 +188,8 @@ def _explain(explainer: Explainer, data: EvaluationData, *, batch_size: int) -> 
         p_counterfactual=scalars("p_counterfactual"),
         alphas=torch.tensor(out[0].traversal_alphas, dtype=torch.float64),
         probs=torch.tensor([e.traversal_probs for e in out], dtype=torch.float64),
-        maps={name: torch.stack([e.maps[name] for e in out]) for name in MAPS},
+        # Only the maps this classifier allows (e.g. no Grad-CAM for TorchScript: see Explanation.maps_skipped).
+        maps={name: torch.stack([e.maps[name] for e in out]) for name in MAPS if all(name in e.maps for e in out)},
         explanations=tuple(out),
     )
 
@@ -235,12 +239,14 @@ def _map_metrics(
     margin = max(1, round(config.border_fraction * side))
     positive = ex.p_input > 0.5  # faithfulness follows the positive evidence, so only positive calls count
     n_sanity = min(config.sanity_images, ex.images.shape[0])
+    if "reset_parameters" in classifier.unsupported():
+        n_sanity = 0  # evaluate_bundle records why in the report's `skipped`
     map_fns = _map_functions(explainer, data.image_ids[:n_sanity]) if n_sanity else {}
 
     def predict(x: torch.Tensor) -> torch.Tensor:
         return classifier.p_positive(x.to(device)).cpu()
 
-    for name in MAPS:
+    for name in ex.maps:
         maps = ex.maps[name]
         if "lesion" in data.masks:
             sink.add(f"localisation.{name}", localisation(maps, data.masks["lesion"]))
@@ -303,18 +309,28 @@ def evaluate_bundle(
     explainer = Explainer.from_bundle(bundle, inversion=inversion, traversal=traversal, device=device)
     sink = _Sink()
     explanations: tuple[Explanation, ...] = ()
+    unsupported = explainer.classifier.unsupported()
+    skipped = dict(explainer.maps_skipped)
+    if config.sanity_images and data_uri is not None and "reset_parameters" in unsupported:
+        skipped["sanity"] = f"the randomisation check needs reset_parameters(): {unsupported['reset_parameters']}"
     sink.add("class_consistency", class_consistency(
         explainer.generator, explainer.classifier, n_z1=config.n_z1, repeats=config.repeats, seed=config.seed))
     if data_uri is not None:
         data = load_data(data_uri, size=explainer.image_size, channels=explainer.channels, split=config.split,
-                         limit=config.limit, settings=settings)
+                         limit=config.limit, settings=settings, classes=explainer.classifier.spec.classes)
         sink.sizes.update(
             {"data.rows": data.rows, "data.images": len(data.image_ids), "data.decode_errors": data.errors})
         if data.image_ids:
             labels = data.labels if data.labels is not None else torch.full((len(data.image_ids),), -1)
+            target = explainer.classifier.target  # class indices -> 1 for the explained class, 0 for the rest
+            labels = torch.where(labels >= 0, (labels == target).long(), labels)
             generated = _generated_like(explainer.generator, labels, seed=config.seed)
             classifier, dev = explainer.classifier, explainer.device
-            sink.add("frechet", classifier_frechet(lambda x: classifier.features(x.to(dev)), data.images, generated))
+            if "features" in unsupported:
+                skipped["frechet"] = f"needs the classifier's features(): {unsupported['features']}"
+            else:
+                sink.add("frechet", classifier_frechet(lambda x: classifier.features(x.to(dev)), data.images,
+                                                       generated))
             explained = _explain(explainer, data, batch_size=config.batch_size)
             explanations = explained.explanations
             _explanation_metrics(sink, explained)
@@ -323,6 +339,7 @@ def evaluate_bundle(
         bundle_uri=bundle.uri, bundle_id=explainer.bundle_id, data_uri=data_uri, values=sink.values,
         sizes=sink.sizes, curves=sink.curves, config=config, inversion=explainer.inversion,
         traversal=explainer.traversal, seconds=time.perf_counter() - start, explanations=explanations,
+        skipped=skipped,
     )
 
 
@@ -346,6 +363,7 @@ def to_json(report: EvaluationReport) -> dict[str, Any]:
         "inversion": dataclasses.asdict(report.inversion),
         "traversal": dataclasses.asdict(report.traversal),
         "seconds": report.seconds,
+        "skipped": dict(report.skipped),
         "descriptions": {name: m.description for name, m in METRICS.items()},
     }
 
@@ -362,6 +380,19 @@ def _size(sizes: Mapping[str, int], prefix: str) -> str:
     return next((str(n) for key, n in sizes.items() if key.startswith(prefix + ".")), "")
 
 
+def _gate_lines(report: EvaluationReport) -> list[str]:
+    """The quality gate's warning (class consistency below the threshold) and what could not be computed."""
+    from raygan.quality import CONSISTENCY_THRESHOLD
+
+    lines = []
+    consistency = report.values.get("class_consistency.accuracy")
+    if consistency is not None and consistency < CONSISTENCY_THRESHOLD:
+        lines.append(f"- **warning**: generator class consistency {consistency:.3f} is below "
+                     f"{CONSISTENCY_THRESHOLD:g}: its counterfactuals and traversals may not reflect the classifier")
+    lines += [f"- not computed: {name}: {why}" for name, why in sorted(report.skipped.items())]
+    return lines
+
+
 def to_markdown(report: EvaluationReport) -> str:
     """A readable Markdown summary: one table for the generator and explanations, one per-map table."""
     lines = [
@@ -375,6 +406,7 @@ def to_markdown(report: EvaluationReport) -> str:
         f"- inversion: {report.inversion.steps} steps; "
         f"traversal: {report.traversal.frames} frames x {report.traversal.rate}",
         f"- wall time: {report.seconds:.1f} s",
+        *_gate_lines(report),
         "",
         "| metric | field | value | n |",
         "|---|---|---|---|",

@@ -87,6 +87,9 @@ def test_viewer_explains_an_upload_and_the_slider_walks_the_traversal(service: S
         width = page.eval_on_selector(f"#img-{name}", "img => img.naturalWidth")
         assert width == 32, name  # every picture decoded
     assert page.inner_text("#p-input") == f"p = {body['p_input']:.2f}"
+    # The quality gate: this tiny bundle never measured its class consistency, so every answer warns.
+    assert page.inner_text("#warning") == f"Warning: {body['warning']}" and body["warning"]
+    assert "explains 1 · consistency n/a" in page.inner_text("#model")
     assert page.locator("#curve polyline").count() == 1 and page.locator("#curve circle.dot").count() == len(probs)
     page.fill("#slider", str(last))
     if SCREENSHOT:
