@@ -593,10 +593,30 @@ def _run_study(args: argparse.Namespace) -> int:
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_phantoms, _add_ingest, _add_train_classifier, _add_train, _add_evaluate, _add_tune, _add_explain, _add_report, _add_explain_bulk, _add_serve, _add_demo, _add_study]
 
 
+# The extra each command needs beyond the core (pyproject.toml [project.optional-dependencies]).
+COMMAND_EXTRAS = {
+    "phantoms": "data", "ingest": "data", "train-classifier": "ray", "train": "ray", "evaluate": "data",
+    "tune": "tune", "explain": "data", "report": "data", "explain-bulk": "ray", "serve": "serve", "demo": "ray",
+    "study": "data",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `raygan` console script."""
+    from raygan.extras import MissingExtra, extra_for
+
     args = _build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ModuleNotFoundError as e:
+        # An optional dependency of this command is not installed: one line naming the extra, no traceback.
+        extra = e.extra if isinstance(e, MissingExtra) else extra_for(e.name or "", default=COMMAND_EXTRAS.get(
+            args.command))
+        if extra is None:
+            raise  # not one of raygan's optional dependencies: a real bug, keep its traceback
+        print(f"raygan {args.command}: needs raygan[{extra}] (module {e.name!r} is not installed): "
+              f"pip install 'raygan[{extra}]'", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
