@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CXR128 ?= ../shared/data/cxr128
 
-.PHONY: install demo test results-cpu browser clean
+.PHONY: install demo test results-cpu fidelity fidelity-quick fidelity-sanity browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,18 @@ results-cpu: $(STAMP)
 	$(BIN)/raygan study --preset small --data $(CXR128) --out runs/results-cpu --classifier-epochs 8 \
 	  --gan-epochs 20 --classifier-cap 150 --gan-cap 900 --images 64 --authors-cap 1800 \
 	  --consistency-z1 1000 --consistency-repeats 5 --threads 1
+
+# The ground-truth fidelity benchmark (docs/fidelity.md): reported seeds 1-3, four cells each, two at a time.
+fidelity: $(STAMP)
+	$(BIN)/raygan fidelity --docs docs
+
+# Its development run: seed 0, the three marker cells at once (where settings and the verdict rule were chosen).
+fidelity-quick: $(STAMP)
+	$(BIN)/raygan fidelity --quick --docs docs
+
+# The full-pipeline sanity check: GANs retrained against a randomised and a label-permuted classifier.
+fidelity-sanity: $(STAMP)
+	$(BIN)/raygan fidelity --sanity --docs docs
 
 clean:
 	rm -rf runs .pytest_cache

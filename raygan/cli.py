@@ -1,26 +1,61 @@
 """The `raygan` command: one subcommand per user task, each a thin layer over the library.
 
 Every subcommand parses its flags, builds a frozen config and calls one library function;
-nothing here holds logic worth testing on its own.
+nothing here holds logic worth testing on its own. `main` wraps each command in the console
+session (raygan.console: a log file, Ray's chatter kept out of the terminal unless --verbose)
+and turns errors into one line on stderr (the traceback goes to the log file).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 Command = Callable[[argparse.Namespace], int]
+
+ENVIRONMENT_HELP = """\
+environment:
+  RAY_ADDRESS             join this Ray cluster (set by `ray job submit`); else a cluster `ray start`
+                          left on this machine, else a new local Ray instance (each command says which)
+  RAYGAN_S3_ENDPOINT_URL  S3-compatible endpoint for s3:// URIs, e.g. http://127.0.0.1:9000 (MinIO,
+                          Ceph); also read: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL
+  AWS_REGION, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+                          region and credentials (the standard AWS chain: env, ~/.aws, instance roles)
+  RAYGAN_SERVE_TOKEN      default bearer-token variable of `raygan serve` (see --token-env)
+  MLFLOW_TRACKING_URI     also log training and tune metrics to this MLflow server or store
+  RAYGAN_WAIT_FOR_RESOURCES=1
+                          wait (warn) instead of stopping when a stage asks for more CPUs/GPUs than the
+                          cluster has (autoscaling clusters)
+Paths: on a cluster (`ray job submit --working-dir .`) use absolute paths on shared storage or s3://
+URIs; relative paths and git-ignored folders such as runs/ are not uploaded with the working dir.
+"""
+
+# Commands that run torch in this process: they take --threads (default raygan.threads.default_threads).
+TORCH_COMMANDS = ("train-classifier", "train", "evaluate", "tune", "explain", "demo")
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raygan",
         description="Explain image classifiers by latent traversal of a class-conditional GAN, on Ray.",
+        epilog=ENVIRONMENT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in _REGISTRARS:
         register(sub)
+    for name, command in sub.choices.items():
+        command.epilog = ENVIRONMENT_HELP
+        command.formatter_class = argparse.RawDescriptionHelpFormatter
+        command.add_argument("--verbose", action="store_true",
+                             help="show Ray's own log lines and full tracebacks (they always go to the log file)")
+        if name in TORCH_COMMANDS:
+            command.add_argument("--threads", type=int, default=None,
+                                 help="torch CPU threads in this process (default: 1 on machines with <= 2 cores "
+                                 "or a busy machine, else the free cores)")
     return parser
 
 
@@ -30,33 +65,30 @@ def _build_parser() -> argparse.ArgumentParser:
 def _add_phantoms(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "phantoms",
-        help="write synthetic chest X-ray phantoms (with lesion masks and a planted marker) as input shards",
+        help="write synthetic chest X-ray phantoms (lesion masks, a planted shortcut) as input shards",
     )
     p.add_argument("--n", type=int, required=True, help="number of phantoms")
     p.add_argument("--size", type=int, required=True, help="image side in pixels")
     p.add_argument("--out", required=True, help="output prefix: local path, file:// or s3:// URI")
     p.add_argument("--seed", type=int, default=0, help="root seed; image i is the same for any --n")
-    p.add_argument("--positive-fraction", type=float, default=0.5, help="share of phantoms with opacities")
+    p.add_argument("--positive-fraction", type=float, default=0.5, help="P(label = 1)")
     p.add_argument(
-        "--shortcut-rate",
-        type=float,
-        default=0.5,
-        help="P(marker | positive); P(marker | negative) = 1 - rate; 0.5 = marker unrelated to the label",
+        "--world", choices=["lesion_only", "shortcut_only", "mixed"], default="mixed",
+        help="how the cues go with the label: lesion_only (lesions = label, shortcut at random), shortcut_only "
+             "(shortcut 0.95 / 0.05, lesions at random), mixed (lesions = label, shortcut 0.8 / 0.2; default)",
     )
+    p.add_argument("--shortcut-kind", choices=["marker", "stamp"], default="marker",
+                   help="the planted shortcut: a corner marker glyph or a burned-in text stamp")
     p.add_argument("--rows-per-shard", type=int, default=1000, help="rows per Parquet shard")
     p.set_defaults(func=_run_phantoms)
 
 
 def _run_phantoms(args: argparse.Namespace) -> int:
-    from raygan.data.phantoms import PhantomConfig, write_phantoms
+    from raygan.data.phantoms import world_config, write_phantoms
 
-    config = PhantomConfig(
-        n=args.n,
-        size=args.size,
-        seed=args.seed,
-        positive_fraction=args.positive_fraction,
-        shortcut_rate=args.shortcut_rate,
-        rows_per_shard=args.rows_per_shard,
+    config = world_config(
+        args.world, n=args.n, size=args.size, seed=args.seed, positive_fraction=args.positive_fraction,
+        shortcut_kind=args.shortcut_kind, rows_per_shard=args.rows_per_shard,
     )
     shards = write_phantoms(config, args.out)
     print(f"wrote {config.n} phantoms in {len(shards)} shard(s) under {args.out}")
@@ -279,7 +311,8 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
         "explain",
         help="explain images with a bundle: inversion, counterfactual, traversal and maps, to Parquet + PNGs",
     )
-    p.add_argument("input", help="input shards (prefix or .parquet file) or one image file (its name becomes the image_id)")
+    p.add_argument("input", help="input shards (prefix or .parquet file), a folder of PNG/JPEG files, or one image "
+                   "file (file names without suffix become image_ids)")
     p.add_argument("--bundle", required=True, help="bundle URI (from `raygan train`); its settings are the defaults")
     p.add_argument("--out", required=True, help="output prefix: results/ and artifacts/ go under it; reruns skip done rows")
     p.add_argument("--steps", type=int, default=None, help="inversion steps (default: the bundle's)")
@@ -291,6 +324,9 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="images inverted together (results do not depend on it)")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda when available)")
     p.add_argument("--no-attributions", action="store_true", help="skip Grad-CAM and Integrated Gradients")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="explain rows that an earlier run wrote as errors again (their error rows are replaced)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run_explain)
 
 
@@ -313,7 +349,10 @@ def _run_explain(args: argparse.Namespace) -> int:
     traversal = replace(bundle.traversal, rate=args.rate, frames=args.frames)
     explainer = Explainer.from_bundle(bundle, inversion=inversion, traversal=traversal, device=args.device,
                                       attributions=not args.no_attributions)
-    summary = explain_shards(args.input, args.out, explainer=explainer, batch_size=args.batch_size)
+    summary = explain_shards(args.input, args.out, explainer=explainer, batch_size=args.batch_size,
+                             retry_errors=args.retry_errors, progress=not args.no_progress)
+    for line in summary.failure_lines():
+        print(line, file=sys.stderr)
     print(summary.describe())
     print(f"explained class {bundle.target_class!r}; quality gate: {bundle.quality.describe()}")
     if explainer.warning:
@@ -321,6 +360,9 @@ def _run_explain(args: argparse.Namespace) -> int:
     for name, why in sorted(explainer.maps_skipped.items()):
         print(f"note: {name} skipped: {why}", file=sys.stderr)
     print(json.dumps(dataclasses.asdict(summary)))
+    if summary.error and not summary.ok:
+        print("raygan explain: no row was explained; fix the inputs and rerun with --retry-errors", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -384,6 +426,11 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                    help="prefix for figure links, replacing the output root (e.g. an https URL of the bucket); "
                    "default: relative links when --out is the output root, else the artifact URIs")
     p.add_argument("--title", default=None, help="page title")
+    p.add_argument("--bundle", default=None,
+                   help="the bundle that explained the rows: with --input, adds the shortcut audit (the classifier's "
+                        "reliance on each *_mask region and the border band, measured by intervention, beside each "
+                        "map's verdict)")
+    p.add_argument("--input", default=None, help="the explained input shards (images and any *_mask columns)")
     p.set_defaults(func=_run_report)
 
 
@@ -392,7 +439,8 @@ def _run_report(args: argparse.Namespace) -> int:
 
     try:
         written = write_dataset_report(args.results, args.out, artifact_base=args.artifact_base,
-                                       bundle_id=args.bundle_id, title=args.title)
+                                       bundle_id=args.bundle_id, title=args.title, bundle_uri=args.bundle,
+                                       input_uri=args.input)
     except (ReportError, FileNotFoundError) as e:
         print(f"raygan report: error: {e}", file=sys.stderr)
         return 2
@@ -424,8 +472,8 @@ def _add_explain_bulk(sub: argparse._SubParsersAction) -> None:
 def _run_explain_bulk(args: argparse.Namespace) -> int:
     import dataclasses
     import json
-
-    import ray
+    import math
+    import os
 
     from raygan.bulk import BulkConfig, explain_bulk
     from raygan.bundle import BundleError
@@ -435,8 +483,13 @@ def _run_explain_bulk(args: argparse.Namespace) -> int:
         num_gpus=1.0 if args.gpu else 0.0, num_cpus=args.cpus_per_actor, attributions=not args.no_attributions,
         progress=not args.no_progress,
     )
-    if not ray.is_initialized():
-        ray.init()  # joins the cluster of a submitted job (or RAY_ADDRESS), else starts a local one
+    from raygan.cluster import connect, require
+
+    # Joins the cluster of a submitted job (or RAY_ADDRESS, or `ray start`), else starts a local one
+    # with room for the actors and Ray Data's read tasks beside them.
+    connect(local_cpus=max(os.cpu_count() or 1, math.ceil(config.min_actors * config.num_cpus) + 1))
+    require(cpus=config.min_actors * config.num_cpus, gpus=config.min_actors * config.num_gpus,
+            what=f"explain-bulk with {config.min_actors} actor(s)")
     try:
         summary = explain_bulk(args.input, args.bundle, args.out, config=config)
     except (BundleError, FileNotFoundError) as e:
@@ -444,6 +497,10 @@ def _run_explain_bulk(args: argparse.Namespace) -> int:
         return 2
     print(summary.describe())
     print(json.dumps(dataclasses.asdict(summary)))
+    if summary.error and not summary.ok:
+        print(f"raygan explain-bulk: no row was explained; the error rows are in {summary.results_uri}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -462,11 +519,28 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batch-size", type=int, default=8, help="requests inverted together per replica")
     p.add_argument("--allowed-prefix", action="append", default=[], metavar="URI",
                    help="shard jobs may read/write only under this prefix (repeatable); none: /v1/shards refused")
-    p.add_argument("--token", default=None,
-                   help="require 'Authorization: Bearer TOKEN' on /v1/* (default: env RAYGAN_SERVE_TOKEN, else open)")
+    p.add_argument("--token-env", default=None, metavar="NAME",
+                   help="require 'Authorization: Bearer TOKEN' on /v1/* (all but /v1/health), TOKEN being the "
+                   "value of this environment variable on every node (default: RAYGAN_SERVE_TOKEN when it is set "
+                   "here); never pass the token itself on the command line, where `ps` shows it")
+    p.add_argument("--token-file", default=None, metavar="PATH",
+                   help="or read the token from this file (the same absolute path on every node)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --host without a token (anyone who reaches the port can use the service)")
     p.add_argument("--pictures-prefix", default=None, help="store pictures here and answer URIs instead of base64")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before an explanation answers 504")
     p.set_defaults(func=_run_serve)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -474,34 +548,51 @@ def _run_serve(args: argparse.Namespace) -> int:
     import os
     import time
 
-    import ray
     from ray import serve
 
+    from raygan.cluster import connect, require
     from raygan.service.app import build_app
+    from raygan.service.config import ServiceConfig
 
+    if args.token_env and args.token_file:
+        print("raygan serve: error: give --token-env or --token-file, not both", file=sys.stderr)
+        return 2
+    token_env = args.token_env or (None if args.token_file or not os.environ.get("RAYGAN_SERVE_TOKEN")
+                                   else "RAYGAN_SERVE_TOKEN")
+    token_file = os.path.abspath(args.token_file) if args.token_file else None
+    if not (token_env or token_file) and not _is_loopback(args.host) and not args.insecure:
+        print(f"raygan serve: error: --host {args.host} exposes the service to the network without a token. "
+              "Put a token in an environment variable (RAYGAN_SERVE_TOKEN, or name one with --token-env) or a "
+              "file (--token-file), or pass --insecure to serve it open.", file=sys.stderr)
+        return 2
+    # Only references travel in the settings (the dashboard shows them); each replica reads the token.
     settings = {
         "bundle_uri": args.bundle, "allowed_prefixes": args.allowed_prefix, "num_gpus": args.gpus,
-        "num_cpus": args.cpus,
-        "max_replicas": args.replicas, "max_batch_size": args.max_batch_size,
-        "token": args.token or os.environ.get("RAYGAN_SERVE_TOKEN") or None,
+        "num_cpus": args.cpus, "max_replicas": args.replicas, "max_batch_size": args.max_batch_size,
+        "token_env": token_env, "token_file": token_file,
         "pictures_prefix": args.pictures_prefix, "request_timeout_s": args.timeout,
     }
+    config = ServiceConfig.from_args(settings)
+    try:
+        config.resolve_token()  # the same check the replicas make, here first: a clear message before Ray starts
+    except ValueError as e:
+        print(f"raygan serve: error: {e}", file=sys.stderr)
+        return 2
     app = build_app(settings)
-    if not ray.is_initialized():
-        # Without RAY_ADDRESS a fresh local Ray gets at least the logical CPUs the replicas reserve
-        # (small machines fit the app). The replicas import the installed raygan package.
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init()
-        else:
-            cpus = max(os.cpu_count() or 1, math.ceil(args.cpus * args.replicas + 1))
-            # A service on loopback keeps its new Ray node on loopback too (Ray may pick an external address).
-            loopback = {"_node_ip_address": "127.0.0.1"} if args.host in ("127.0.0.1", "localhost") else {}
-            ray.init(address="local", num_cpus=cpus, **loopback)
+    # A fresh local Ray gets at least the logical CPUs the replicas reserve (small machines fit the app).
+    # Replicas started by it inherit this environment (the token variable included); on an existing
+    # cluster the variable or file must be on its nodes. The replicas import the installed raygan package.
+    # A service on loopback keeps a new local Ray node on loopback too (Ray may pick an external address).
+    connect(local_cpus=max(os.cpu_count() or 1, math.ceil(args.cpus * args.replicas + 1)),
+            node_ip_address="127.0.0.1" if args.host in ("127.0.0.1", "localhost") else None)
+    require(cpus=config.num_cpus * config.min_replicas + 0.5, gpus=config.num_gpus * config.min_replicas,
+            what="the service's replicas")
     try:
         serve.start(http_options={"host": args.host, "port": args.port, "request_timeout_s": args.timeout + 30})
         serve.run(app, name="raygan", route_prefix="/", blocking=False)
+        auth = "bearer token required on /v1/*" if config.requires_token else "open (no token)"
         print(f"raygan service: viewer http://{args.host}:{args.port}/ , API docs http://{args.host}:{args.port}/docs"
-              " (Ctrl-C stops it)", flush=True)
+              f"; {auth} (Ctrl-C stops it)", flush=True)
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
@@ -590,33 +681,149 @@ def _run_study(args: argparse.Namespace) -> int:
     return 0
 
 
-_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_phantoms, _add_ingest, _add_train_classifier, _add_train, _add_evaluate, _add_tune, _add_explain, _add_report, _add_explain_bulk, _add_serve, _add_demo, _add_study]
+def _add_fidelity(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fidelity", help="the ground-truth fidelity benchmark on phantom worlds (no Ray): do the maps find what the "
+                         "classifier relies on?",
+        description="Per cell (world x shortcut kind x seed): train the classifier and an independent judge, measure "
+                    "their reliance on each cue by intervention (twins), train the GAN, explain the test phantoms "
+                    "(and again with the counterfactual term off), score raygan's maps, Grad-CAM and IG against the "
+                    "ground truth. Writes fidelity.json and fidelity.md (docs/fidelity.md explains them).")
+    p.add_argument("--quick", action="store_true",
+                   help="the development run: seed 0, the three marker cells (writes fidelity-quick.*)")
+    p.add_argument("--sanity", action="store_true",
+                   help="the full-pipeline sanity check instead: GANs retrained against a randomised and a "
+                        "label-permuted classifier (writes fidelity-sanity.*)")
+    p.add_argument("--out", default=None, help="cell results and logs (default runs/fidelity[-quick|-sanity])")
+    p.add_argument("--docs", default="docs", help="where the summary documents go (default docs)")
+    p.add_argument("--preset", choices=["paper", "small", "tiny"], default="small", help="model preset")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (default 1,2,3; --quick: 0)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="cells at once, one torch thread each (default 2; --quick: 3, its three cells at once)")
+    p.add_argument("--phantoms", type=int, default=None, help="phantoms per cell (default 2000)")
+    p.add_argument("--explain", type=int, default=None, help="test phantoms explained per cell")
+    p.add_argument("--gan-epochs", type=int, default=None, help="GAN epochs (default: the benchmark's)")
+    p.add_argument("--classifier-epochs", type=int, default=None, help="classifier epochs (default 8)")
+    p.set_defaults(func=_run_fidelity)
+
+
+def _run_fidelity(args: argparse.Namespace) -> int:
+    from raygan.config import replace
+
+    if args.sanity:
+        from raygan.fidelity.sanity import SanityConfig, run_sanity
+
+        config = replace(SanityConfig(out=args.out or "runs/fidelity-sanity", docs=args.docs, preset=args.preset),
+                         phantoms=args.phantoms, explain=args.explain, gan_epochs=args.gan_epochs,
+                         classifier_epochs=args.classifier_epochs, workers=args.workers,
+                         seed=int(args.seeds) if args.seeds else None)
+        run_sanity(config)
+        return 0
+    from raygan.fidelity.benchmark import DEV_CELLS, DEV_SEED, BenchmarkConfig, run_benchmark
+
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else ((DEV_SEED,) if args.quick else None)
+    config = replace(
+        BenchmarkConfig(out=args.out or ("runs/fidelity-quick" if args.quick else "runs/fidelity"), docs=args.docs,
+                        preset=args.preset, quick=args.quick, cells=DEV_CELLS if args.quick else BenchmarkConfig.cells),
+        seeds=seeds, workers=args.workers or (3 if args.quick else None), phantoms=args.phantoms, explain=args.explain, gan_epochs=args.gan_epochs,
+        classifier_epochs=args.classifier_epochs,
+    )
+    document = run_benchmark(config)
+    missed = [t for t in document["targets"] if t["met"] is False]
+    print(f"{len(document['targets']) - len(missed)} of {len(document['targets'])} targets met; see "
+          f"{config.docs}/{'fidelity-quick' if args.quick else 'fidelity'}.md")
+    return 0
+
+
+_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_phantoms, _add_ingest, _add_train_classifier, _add_train, _add_evaluate, _add_tune, _add_explain, _add_report, _add_explain_bulk, _add_serve, _add_demo, _add_study, _add_fidelity]
+
+
+def _log_file(args: argparse.Namespace) -> Path:
+    """Where this command's full log goes: `<out>/logs/` for a local --out (a file's folder), else a temp folder."""
+    from raygan import storage
+
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    out = getattr(args, "out", None) or ("runs/demo" if args.command == "demo" else None)
+    if out and not storage.is_remote(out):
+        folder = Path(storage.local_path(out))  # no pyarrow needed: a core install still gets its log
+        if folder.suffix.lower() in (".html", ".json", ".md"):
+            folder = folder.parent
+        return folder / "logs" / f"{args.command}-{stamp}.log"
+    return Path(tempfile.gettempdir()) / "raygan-logs" / f"{args.command}-{stamp}.log"
+
+
+def _user_error(error: BaseException) -> bool:
+    """Mistakes in the input or the environment (one line is the whole story), as opposed to bugs."""
+    from raygan.cluster import ClusterTooSmall
+
+    expected: tuple[type[BaseException], ...] = (FileNotFoundError, FileExistsError, NotADirectoryError,
+                                                 IsADirectoryError, PermissionError, ClusterTooSmall)
+    for module, name in (("raygan.bundle", "BundleError"), ("raygan.render.dataset", "ReportError"),
+                         ("raygan.data.codec", "ImageDecodeError")):
+        if module in sys.modules:
+            expected += (getattr(sys.modules[module], name),)
+    return isinstance(error, expected)
 
 
 # The extra each command needs beyond the core (pyproject.toml [project.optional-dependencies]).
 COMMAND_EXTRAS = {
     "phantoms": "data", "ingest": "data", "train-classifier": "ray", "train": "ray", "evaluate": "data",
     "tune": "tune", "explain": "data", "report": "data", "explain-bulk": "ray", "serve": "serve", "demo": "ray",
-    "study": "data",
+    "study": "data", "fidelity": "data",
 }
+
+
+def _missing_extra(error: BaseException, command: str) -> str | None:
+    """The extra that brings the module whose absence raised `error`; None for anything else
+    (a module that is none of raygan's optional dependencies is a bug, reported as one)."""
+    from raygan.extras import MissingExtra, extra_for
+
+    if isinstance(error, MissingExtra):
+        return error.extra
+    if isinstance(error, ModuleNotFoundError):
+        return extra_for(error.name or "", default=COMMAND_EXTRAS.get(command))
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `raygan` console script."""
-    from raygan.extras import MissingExtra, extra_for
+    import traceback
+
+    from raygan import console
 
     args = _build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ModuleNotFoundError as e:
-        # An optional dependency of this command is not installed: one line naming the extra, no traceback.
-        extra = e.extra if isinstance(e, MissingExtra) else extra_for(e.name or "", default=COMMAND_EXTRAS.get(
-            args.command))
-        if extra is None:
-            raise  # not one of raygan's optional dependencies: a real bug, keep its traceback
-        print(f"raygan {args.command}: needs raygan[{extra}] (module {e.name!r} is not installed): "
-              f"pip install 'raygan[{extra}]'", file=sys.stderr)
-        return 2
+    log = _log_file(args)
+    missing = None  # the extra whose missing module stopped the command
+    with console.session(log, verbose=args.verbose):
+        try:
+            if args.command in TORCH_COMMANDS:
+                from raygan.threads import set_threads
+
+                set_threads(args.threads)
+            code = int(args.func(args))
+        except KeyboardInterrupt:
+            print(f"\nraygan {args.command}: interrupted", file=sys.stderr)
+            code = 130
+        except Exception as e:
+            missing = _missing_extra(e, args.command)
+            if args.verbose:
+                raise
+            traceback.print_exc(file=console.log_file_stream())
+            message = " ".join(str(e).split()) or type(e).__name__
+            if missing is not None:
+                # An optional dependency of this command is not installed: one line naming the extra.
+                print(f"raygan {args.command}: needs raygan[{missing}] (module {e.name!r} is not installed): "
+                      f"pip install 'raygan[{missing}]'", file=sys.stderr)
+                code = 2
+            elif _user_error(e):
+                print(f"raygan {args.command}: error: {message}", file=sys.stderr)
+                code = 2
+            else:
+                print(f"raygan {args.command}: failed: {type(e).__name__}: {message[:500]}", file=sys.stderr)
+                code = 1
+        if (code not in (0, 130) and missing is None) or console.ray_used():
+            print(f"raygan: full log in {log}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ class DemoConfig:
     data: str | None = None  # input shards; None = generate phantoms under <out>/data
     preset: str = "small"  # model preset (64 px, CPU-sized)
     phantoms: int = 2000  # phantoms generated when no --data is given
-    shortcut_rate: float = 0.8  # P(marker | positive): the planted shortcut the explanations should expose
+    world: str = "mixed"  # phantom world (raygan.data.phantoms.WORLDS): lesions = label, a marker in 80% / 20%
     classifier_epochs: int = 4  # classifier training epochs
     gan_epochs: int = 10  # GAN training epochs
     explain_images: int = 16  # test images explained and shown in the report
@@ -48,20 +48,37 @@ class DemoResult:
     seconds: float  # wall time of this run
 
 
-def _stage(name: str) -> float:
+def _stage(name: str) -> tuple[str, float]:
     print(f"\n=== {name} ===", flush=True)
-    return time.perf_counter()
+    return name.split(":")[0], time.perf_counter()
 
 
-def _done(start: float) -> None:
-    print(f"    ({time.perf_counter() - start:.0f} s)", flush=True)
+def _done(stage: tuple[str, float]) -> None:
+    name, start = stage
+    print(f"    {name} done in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+HEADLINE = ("class_consistency.accuracy", "flip_rate.value", "monotone.share", "reconstruction.mse")
+
+
+def _headline(values: dict[str, float], md_uri: str) -> None:
+    """The evaluation's key numbers with their meaning, one line each; the full table is in the file."""
+    from raygan.metrics.glossary import describe
+
+    for key in HEADLINE:
+        if key in values:
+            gloss = describe(key)
+            value = values[key]
+            shown = "n/a" if value is None or value != value else f"{value:.3f}"
+            print(f"    {gloss.label}: {shown} ({gloss.better_text}; {gloss.meaning})")
+    print(f"    every metric, with its meaning: {md_uri}")
 
 
 def run_demo(config: DemoConfig) -> DemoResult:
     """Run every stage of the pipeline; returns where the outputs are."""
     from raygan.bundle import BUNDLE_FILE, load_bundle
-    from raygan.data.phantoms import PhantomConfig, write_phantoms
-    from raygan.evaluate import EvaluationConfig, evaluate_bundle, to_markdown, write_report
+    from raygan.data.phantoms import world_config, write_phantoms
+    from raygan.evaluate import EvaluationConfig, evaluate_bundle, write_report
     from raygan.render import explanation_report
     from raygan.train.classifier_trainer import train_classifier
     from raygan.train.gan_trainer import absolute_uri, train_gan
@@ -75,9 +92,8 @@ def run_demo(config: DemoConfig) -> DemoResult:
     data = config.data or storage.join(out, "data")
     if config.data is None and not storage.list_files(data, suffix=".parquet"):
         t = _stage(f"1/5 phantoms: {config.phantoms} chest X-ray phantoms at {p.gan.image_size} px, "
-                   f"shortcut rate {config.shortcut_rate}")
-        write_phantoms(PhantomConfig(n=config.phantoms, size=p.gan.image_size, seed=config.seed,
-                                     shortcut_rate=config.shortcut_rate), data)
+                   f"{config.world} world")
+        write_phantoms(world_config(config.world, n=config.phantoms, size=p.gan.image_size, seed=config.seed), data)
         _done(t)
 
     # --- 2. the classifier being explained ---------------------------------------------------------
@@ -107,7 +123,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
         limit=config.explain_images, n_z1=config.consistency_z1, repeats=config.consistency_repeats,
         sanity_images=min(4, config.explain_images), seed=config.seed))
     evaluation = write_report(report, storage.join(out, "evaluation"))
-    print(to_markdown(report))
+    _headline(dict(report.values), evaluation[-1])
     _done(t)
 
     # --- 5. the report ------------------------------------------------------------------------------
@@ -115,7 +131,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
     page = storage.join(out, "report.html")
     storage.write_text(page, explanation_report(
         report.explanations, report.values, title=f"raygan demo: {len(report.explanations)} test images",
-        quality=bundle.quality))
+        quality=bundle.quality, audit=report.audit))
     _done(t)
     consistency = float(report.values["class_consistency.accuracy"])
     print(f"\nclass consistency {consistency:.4f} (paper: 0.9115); report: {page}")

@@ -5,7 +5,7 @@ the images of one split are explained by `raygan.explain.Explainer`; then the ex
 metrics (flip rate, monotone share, reconstruction, proximity), the Frechet distance of real
 vs generated images in the classifier's features, and for each attribution map ("diff",
 "gradcam", "ig") faithfulness, border mass, the sanity check, and, where the data carries
-ground truth (phantoms: `mask`, `marker_mask`, `lung_mask` columns), localisation, marker mass
+ground truth (phantoms: `mask`, `shortcut_mask`, `lung_mask` columns), localisation, shortcut mass
 and outside-lung mass. The result is a flat dict of values plus the sample size behind each.
 Pure apart from reading the data; `write_report` is the I/O edge.
 """
@@ -26,14 +26,17 @@ from raygan.config import InversionConfig, TraversalConfig
 from raygan.explain.attribution import MAP_NAMES
 from raygan.metrics import METRICS
 from raygan.metrics.faithfulness import Baseline
+from raygan.metrics.glossary import describe
 
 if TYPE_CHECKING:
     from raygan import storage
     from raygan.bundle import Bundle
     from raygan.explain.explainer import Explainer, Explanation
+    from raygan.fidelity.audit import RegionAudit
+    from raygan.models.frozen import FrozenClassifier
 
 MAPS = MAP_NAMES  # attribution maps every map metric is computed for: "diff", "gradcam", "ig"
-MASK_COLUMNS = {"mask": "lesion", "marker_mask": "marker", "lung_mask": "lung"}  # phantom ground truth
+MASK_COLUMNS = {"mask": "lesion", "shortcut_mask": "shortcut", "lung_mask": "lung"}  # phantom ground truth
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class EvaluationConfig:
     border_fraction: float = 0.1  # border mass: band width as a share of the image side
     sanity_images: int = 8  # images re-explained with a randomised classifier; 0 skips the sanity check
     sanity_layers: int | None = None  # top parameterised layers re-initialised; None = all (end of the cascade)
+    ablation: bool = True  # also explain with the counterfactual term off (the term targets the flip rate it is scored on)
+    audit: bool = True  # the shortcut audit: reliance on every mask column and the border band, each map's verdict
     seed: int = 0  # seeds class consistency, the Frechet samples, the randomisation and tie breaks
 
     def __post_init__(self) -> None:
@@ -74,6 +79,7 @@ class EvaluationReport:
     traversal: TraversalConfig  # traversal settings of the explanations
     seconds: float  # wall time of the evaluation
     explanations: tuple[Explanation, ...] = ()  # the per-image explanations behind the data metrics (for reports)
+    audit: tuple[RegionAudit, ...] = ()  # the shortcut audit (empty without data or with config.audit off)
     skipped: dict[str, str] = field(default_factory=dict)  # metric (or map) -> why this classifier cannot give it
 
 
@@ -84,7 +90,7 @@ class EvaluationData:
     image_ids: list[str]  # ids of the decoded rows, in input order
     images: torch.Tensor  # [N, C, S, S] in [-1, 1]
     labels: torch.Tensor | None  # [N] int64 (-1 = unlabelled); None without a label column
-    masks: dict[str, torch.Tensor]  # "lesion" / "marker" / "lung" -> [N, 1, S, S] bool, where the column exists
+    masks: dict[str, torch.Tensor]  # "lesion" / "shortcut" / "lung" -> [N, 1, S, S] bool, where the column exists
     rows: int  # rows of the split considered (before decoding)
     errors: int  # rows whose image failed to decode (left out)
 
@@ -103,6 +109,8 @@ class _Sink:
             key = f"{prefix}.{f.name}"
             if isinstance(value, bool):
                 raise TypeError(f"{key}: bool result fields are not supported")
+            if value is None:
+                continue
             if isinstance(value, int):
                 self.sizes[key] = value
             elif isinstance(value, float):
@@ -188,8 +196,9 @@ def _explain(explainer: Explainer, data: EvaluationData, *, batch_size: int) -> 
         p_counterfactual=scalars("p_counterfactual"),
         alphas=torch.tensor(out[0].traversal_alphas, dtype=torch.float64),
         probs=torch.tensor([e.traversal_probs for e in out], dtype=torch.float64),
-        # Only the maps this classifier allows (e.g. no Grad-CAM for TorchScript: see Explanation.maps_skipped).
-        maps={name: torch.stack([e.maps[name] for e in out]) for name in MAPS if all(name in e.maps for e in out)},
+        # The maps every explanation has: MAPS and, with attributions, "path", less the ones this
+        # classifier does not allow (e.g. no Grad-CAM for TorchScript: see Explanation.maps_skipped).
+        maps={name: torch.stack([e.maps[name] for e in out]) for name in out[0].maps if all(name in e.maps for e in out)},
         explanations=tuple(out),
     )
 
@@ -202,6 +211,23 @@ def _explanation_metrics(sink: _Sink, ex: _Explained, *, threshold: float = 0.5)
     sink.add("reconstruction", reconstruction_quality(
         ex.images, ex.reconstructions, p_input=ex.p_input, p_reconstruction=ex.p_reconstruction))
     sink.add("proximity", proximity(ex.reconstructions, ex.counterfactuals))
+
+
+def _honest_scores(sink: _Sink, prefix: str, explanations: Sequence[Explanation], data: EvaluationData, *,
+                   classifier: FrozenClassifier, judge: FrozenClassifier | None, seed: int) -> None:
+    """`raygan.scoring.score` of the explanations under `prefix`: the judge's flip rate, monotone share
+    over own-z2 and fallback traversals, counterfactual realism against the data's real negatives."""
+    from raygan.scoring import ExplanationArrays, score
+
+    labels = data.labels
+    negatives = data.images[labels == 0] if labels is not None else None
+    positives = data.images[labels == 1] if labels is not None else None
+    scores = score(ExplanationArrays.of(explanations), judge=judge, classifier=classifier, negatives=negatives,
+                   positives=positives, seed=seed)
+    realism = scores.realism
+    sink.add(prefix, dataclasses.replace(scores, realism=None))
+    if realism is not None:
+        sink.add(f"{prefix}.realism", realism)
 
 
 def _map_functions(
@@ -231,7 +257,12 @@ def _map_metrics(
     sink: _Sink, ex: _Explained, data: EvaluationData, explainer: Explainer, config: EvaluationConfig
 ) -> None:
     from raygan.metrics import (
-        border_mass, deletion_insertion, localisation, marker_mass, model_randomisation, outside_lung_mass,
+        border_mass,
+        deletion_insertion,
+        localisation,
+        model_randomisation,
+        outside_lung_mass,
+        shortcut_mass,
     )
 
     classifier, device = explainer.classifier, explainer.device
@@ -246,12 +277,12 @@ def _map_metrics(
     def predict(x: torch.Tensor) -> torch.Tensor:
         return classifier.p_positive(x.to(device)).cpu()
 
-    for name in ex.maps:
+    for name in (n for n in MAPS if n in ex.maps):  # the maps this classifier allows (no Grad-CAM for TorchScript)
         maps = ex.maps[name]
         if "lesion" in data.masks:
             sink.add(f"localisation.{name}", localisation(maps, data.masks["lesion"]))
-        if "marker" in data.masks:
-            sink.add(f"marker_mass.{name}", marker_mass(maps, data.masks["marker"]))
+        if "shortcut" in data.masks:
+            sink.add(f"shortcut_mass.{name}", shortcut_mass(maps, data.masks["shortcut"]))
         if "lung" in data.masks:
             sink.add(f"outside_lung_mass.{name}", outside_lung_mass(maps, data.masks["lung"]))
         sink.add(f"border_mass.{name}", border_mass(maps, margin=margin))
@@ -262,6 +293,23 @@ def _map_metrics(
             sink.add(f"sanity.{name}", model_randomisation(
                 classifier, ex.images[:n_sanity], map_fns[name], layers=config.sanity_layers, seed=config.seed,
                 original=maps[:n_sanity]))
+
+
+def _audit(ex: _Explained, data: EvaluationData, classifier: FrozenClassifier, *, seed: int) -> list[RegionAudit]:
+    """The shortcut audit of the explained images: every mask column (but the lesion truth's
+    complement, the lungs) and the built-in border band, each map's verdict beside the reliance."""
+    from raygan.fidelity.audit import audit_regions, border_band
+
+    side = ex.images.shape[-1]
+    regions = {f"{name} mask": mask for name, mask in data.masks.items()}
+    regions["border band"] = border_band(side).expand(ex.images.shape[0], -1, -1, -1)
+    device = classifier.mean.device
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([classifier.p_positive(x[i:i + 256].to(device)).cpu() for i in range(0, x.shape[0], 256)])
+
+    labels = data.labels if data.labels is not None else None
+    return audit_regions(predict, ex.images, ex.maps, regions, labels=labels, seed=seed)
 
 
 @torch.no_grad()
@@ -295,11 +343,13 @@ def evaluate_bundle(
     traversal: TraversalConfig | None = None,
     device: torch.device | str | None = None,
     settings: storage.StorageSettings | None = None,
+    judge: FrozenClassifier | None = None,
 ) -> EvaluationReport:
     """Every registered metric for `bundle`; explanation and map metrics only with `data_uri`.
 
     `inversion`/`traversal` default to the bundle's (tuned) settings; `device` defaults to CUDA
-    when available (the Explainer's choice).
+    when available (the Explainer's choice). `judge` (an independently trained classifier) adds the
+    validity columns nothing optimised: its flip rate, with and without the counterfactual term.
     """
     from raygan.explain.explainer import Explainer
     from raygan.metrics import class_consistency, classifier_frechet
@@ -309,6 +359,7 @@ def evaluate_bundle(
     explainer = Explainer.from_bundle(bundle, inversion=inversion, traversal=traversal, device=device)
     sink = _Sink()
     explanations: tuple[Explanation, ...] = ()
+    audit: tuple[RegionAudit, ...] = ()
     unsupported = explainer.classifier.unsupported()
     skipped = dict(explainer.maps_skipped)
     if config.sanity_images and data_uri is not None and "reset_parameters" in unsupported:
@@ -320,10 +371,13 @@ def evaluate_bundle(
                          limit=config.limit, settings=settings, classes=explainer.classifier.spec.classes)
         sink.sizes.update(
             {"data.rows": data.rows, "data.images": len(data.image_ids), "data.decode_errors": data.errors})
+        if data.labels is not None:
+            # Class indices -> 1 for the explained class, 0 for the rest (-1 stays unlabelled), for every metric below.
+            target = explainer.classifier.target
+            data = dataclasses.replace(
+                data, labels=torch.where(data.labels >= 0, (data.labels == target).long(), data.labels))
         if data.image_ids:
             labels = data.labels if data.labels is not None else torch.full((len(data.image_ids),), -1)
-            target = explainer.classifier.target  # class indices -> 1 for the explained class, 0 for the rest
-            labels = torch.where(labels >= 0, (labels == target).long(), labels)
             generated = _generated_like(explainer.generator, labels, seed=config.seed)
             classifier, dev = explainer.classifier, explainer.device
             if "features" in unsupported:
@@ -334,11 +388,23 @@ def evaluate_bundle(
             explained = _explain(explainer, data, batch_size=config.batch_size)
             explanations = explained.explanations
             _explanation_metrics(sink, explained)
+            judge_dev = judge.to(dev) if judge is not None else None
+            _honest_scores(sink, "explanations", explanations, data, classifier=classifier, judge=judge_dev,
+                           seed=config.seed)
+            if config.ablation and explainer.inversion.counterfactual_weight > 0:
+                plain = Explainer(explainer.generator, classifier, traversal=explainer.traversal, device=dev,
+                                  inversion=dataclasses.replace(explainer.inversion, counterfactual_weight=0.0),
+                                  attributions=False)
+                ablated = _explain(plain, data, batch_size=config.batch_size).explanations
+                _honest_scores(sink, "explanations_no_cf", ablated, data, classifier=classifier, judge=judge_dev,
+                               seed=config.seed)
+            if config.audit:
+                audit = tuple(_audit(explained, data, classifier, seed=config.seed))
             _map_metrics(sink, explained, data, explainer, config)
     return EvaluationReport(
         bundle_uri=bundle.uri, bundle_id=explainer.bundle_id, data_uri=data_uri, values=sink.values,
         sizes=sink.sizes, curves=sink.curves, config=config, inversion=explainer.inversion,
-        traversal=explainer.traversal, seconds=time.perf_counter() - start, explanations=explanations,
+        traversal=explainer.traversal, seconds=time.perf_counter() - start, explanations=explanations, audit=audit,
         skipped=skipped,
     )
 
@@ -352,6 +418,8 @@ def _finite_or_none(value: float) -> float | None:
 
 def to_json(report: EvaluationReport) -> dict[str, Any]:
     """A JSON-ready dict of the report (nan -> null, configs as dicts)."""
+    from raygan.storage import jsonable
+
     return {
         "bundle_uri": report.bundle_uri,
         "bundle_id": report.bundle_id,
@@ -365,6 +433,7 @@ def to_json(report: EvaluationReport) -> dict[str, Any]:
         "seconds": report.seconds,
         "skipped": dict(report.skipped),
         "descriptions": {name: m.description for name, m in METRICS.items()},
+        "audit": jsonable([dataclasses.asdict(a) for a in report.audit]),
     }
 
 
@@ -408,15 +477,17 @@ def to_markdown(report: EvaluationReport) -> str:
         f"- wall time: {report.seconds:.1f} s",
         *_gate_lines(report),
         "",
-        "| metric | field | value | n |",
-        "|---|---|---|---|",
+        "| metric | field | value | n | better | meaning |",
+        "|---|---|---|---|---|---|",
     ]
     for name, metric in METRICS.items():
         if metric.scope == "map":
             continue
         for key, value in report.values.items():
             if key.startswith(name + "."):
-                lines.append(f"| {name} | {key[len(name) + 1:]} | {_fmt(value)} | {_size(report.sizes, name)} |")
+                gloss = describe(key)
+                lines.append(f"| {name} | {key[len(name) + 1:]} | {_fmt(value)} | {_size(report.sizes, name)} | "
+                             f"{gloss.better_text} | {gloss.meaning} |")
     map_rows = []
     for name, metric in METRICS.items():
         if metric.scope != "map":
@@ -427,13 +498,63 @@ def to_markdown(report: EvaluationReport) -> str:
             if all(c is None for c in cells):
                 continue
             sizes = "/".join(_size(report.sizes, f"{name}.{m}") or "-" for m in MAPS)
-            map_rows.append(f"| {name} | {f} | " + " | ".join(_fmt(c) for c in cells) + f" | {sizes} |")
+            gloss = describe(f"{name}.{f}")
+            map_rows.append(f"| {name} | {f} | " + " | ".join(_fmt(c) for c in cells)
+                            + f" | {sizes} | {gloss.better_text} | {gloss.meaning} |")
     if map_rows:
-        header = "| metric | field | " + " | ".join(MAPS) + " | n |"
-        lines += ["", header, "|---|---|" + "---|" * (len(MAPS) + 1), *map_rows]
+        header = "| metric | field | " + " | ".join(MAPS) + " | n | better | meaning |"
+        lines += ["", header, "|---|---|" + "---|" * (len(MAPS) + 3), *map_rows]
+    lines += _honest_markdown(report)
+    lines += _audit_markdown(report)
     used = {k.split(".", 1)[0] for k in report.values}
     lines += ["", "Metrics:", *(f"- **{n}**: {m.description}" for n, m in METRICS.items() if n in used)]
     return "\n".join(lines) + "\n"
+
+
+def _honest_markdown(report: EvaluationReport) -> list[str]:
+    """Validity beside its ablation and an independent judge; monotone share split; counterfactual realism."""
+    v, n = report.values, report.sizes
+    if "explanations.flip_rate" not in v:
+        return []
+    rows = [("explanations", "shipped inversion")]
+    if "explanations_no_cf.flip_rate" in v:
+        rows.append(("explanations_no_cf", "counterfactual term off"))
+    lines = ["", "Validity, monotonicity and realism (the counterfactual term optimises the explained classifier's "
+             "flip rate, so the same inversion without it and an independent judge are shown beside it):", "",
+             "| inversion | flip rate, explained C (n) | flip rate, judge (n) | monotone own z2 (n) | monotone fallback "
+             "(n) | FD counterfactuals -> real negatives | FD floor (neg vs neg) | FD gap (pos vs neg) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for prefix, name in rows:
+        lines.append(
+            f"| {name} | {_fmt(v.get(f'{prefix}.flip_rate'))} ({n.get(f'{prefix}.flip_eligible', 0)}) | "
+            f"{_fmt(v.get(f'{prefix}.judge_flip_rate'))} ({n.get(f'{prefix}.judge_flip_eligible', 0)}) | "
+            f"{_fmt(v.get(f'{prefix}.monotone_own'))} ({n.get(f'{prefix}.own_count', 0)}) | "
+            f"{_fmt(v.get(f'{prefix}.monotone_fallback'))} ({n.get(f'{prefix}.fallback_count', 0)}) | "
+            f"{_fmt(v.get(f'{prefix}.realism.counterfactual_to_negative'))} | {_fmt(v.get(f'{prefix}.realism.floor'))} "
+            f"| {_fmt(v.get(f'{prefix}.realism.gap'))} |")
+    if "explanations.judge_agreement" not in v or v["explanations.judge_agreement"] != v["explanations.judge_agreement"]:
+        lines.append("\n(no independent judge given: `raygan evaluate --judge DIR` adds its column)")
+    return lines
+
+
+def _audit_markdown(report: EvaluationReport) -> list[str]:
+    """The shortcut audit: per region, the measured reliance and each map's verdict."""
+    if not report.audit:
+        return []
+    lines = ["", f"Shortcut audit: reliance by intervention (each region of a positive call swapped for the same "
+             f"region of negative images) beside what each map says (relies = mass odds >= "
+             f"{report.audit[0].ratio:g} x the region's area odds):", "",
+             "| region | reliance (n) | truth | " + " | ".join(report.audit[0].maps) + " |",
+             "|---|---|---|" + "---|" * len(report.audit[0].maps)]
+    for a in report.audit:
+        cells = []
+        for name in a.maps:
+            mv = a.maps.get(name)
+            mark = "" if mv is None or mv.agrees is None else (" (right)" if mv.agrees else " (wrong)")
+            cells.append("n/a" if mv is None else f"{mv.verdict}{mark}: mass {_fmt(mv.mass)} vs {_fmt(mv.chance)}")
+        lines.append(f"| {a.region} | {_fmt(a.reliance.value)} ({a.reliance.count}) | {a.truth} | "
+                     + " | ".join(cells) + " |")
+    return lines
 
 
 def write_report(

@@ -8,9 +8,10 @@ an extra, named in pyproject.toml and here (tests keep the two in step):
   data          Parquet shards and results, phantoms, ingest, pictures and reports (pyarrow, tqdm, matplotlib)
   s3            s3:// URIs (boto3, pyarrow)
   dicom         DICOM ingest (pydicom)
-  ray           training, bulk jobs, the demo (Ray Train / Data)
+  ray           training, bulk jobs, the demo (Ray Train / Data, TensorBoard events)
   tune          `raygan tune` (Ray Tune, Optuna)
   serve         `raygan serve` (Ray Serve, FastAPI, pydantic)
+  tracking      MLflow beside TensorBoard when MLFLOW_TRACKING_URI is set (mlflow-skinny)
   all           everything
 """
 
@@ -24,9 +25,10 @@ EXTRAS: dict[str, tuple[str, ...]] = {  # extra -> the top-level modules it prov
     "data": ("pyarrow", "tqdm", "matplotlib"),
     "s3": ("boto3", "botocore", "pyarrow"),
     "dicom": ("pydicom",),
-    "ray": ("ray",),
+    "ray": ("ray", "tensorboard"),
     "tune": ("optuna",),
-    "serve": ("fastapi", "pydantic", "multipart", "python_multipart", "starlette"),
+    "serve": ("fastapi", "fastapi_offline", "pydantic", "multipart", "python_multipart", "starlette"),
+    "tracking": ("mlflow",),
 }
 # Modules several extras bring: a command names its own extra for them (see `extra_for`).
 _SHARED = {"pyarrow", "ray", "tqdm", "matplotlib"}

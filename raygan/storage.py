@@ -16,7 +16,9 @@ the Parquet helpers import pyarrow when first used (extras `s3` and `data`).
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +74,14 @@ class StorageSettings:
 def is_remote(uri: str) -> bool:
     """True for object-storage URIs (s3://), False for local paths and file:// URIs."""
     return str(uri).startswith(_S3)
+
+
+def local_path(uri: str) -> str:
+    """The absolute path of a local path or file:// URI (no pyarrow needed); ValueError for s3://."""
+    path = _local(uri)
+    if path is None:
+        raise ValueError(f"{uri!r} is not a local path")
+    return path
 
 
 def join(uri: str, *parts: str) -> str:
@@ -224,9 +234,20 @@ def read_json(uri: str, settings: StorageSettings | None = None) -> Any:
     return json.loads(read_text(uri, settings))
 
 
+def jsonable(value: Any) -> Any:
+    """`value` with non-finite floats as None (strict JSON has no nan or inf) and tuples as lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
 def write_json(uri: str, obj: Any, settings: StorageSettings | None = None) -> None:
-    """Write `obj` as indented, key-sorted JSON (stable diffs between runs)."""
-    write_text(uri, json.dumps(obj, indent=2, sort_keys=True) + "\n", settings)
+    """Write `obj` as indented, key-sorted, strict JSON (nan -> null; stable diffs between runs)."""
+    write_text(uri, json.dumps(jsonable(obj), indent=2, sort_keys=True, allow_nan=False) + "\n", settings)
 
 
 def _copy_tree(src: str, dst: str, settings: StorageSettings | None) -> int:

@@ -38,21 +38,22 @@ import torch
 
 from raygan import storage
 from raygan.config import AUTHORS_INVERSION, InversionConfig, Preset, preset, replace
-from raygan.train.epoch import batch_indices, classifier_epoch, epoch_seed, gan_epoch
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from torch import nn
+
+    from raygan.scoring import ExplanationScores
 
     from raygan.bundle import Bundle
     from raygan.explain.explainer import Explanation
     from raygan.models.frozen import FrozenClassifier
 
 PROBE_STEPS = 10  # inversion steps timed to predict the authors' 5000-step run
+JUDGE_ARCH = "max_cnn"  # the independent judge's architecture (about small_cnn's training cost)
 PROBE_MARGIN = 1.15  # the prediction is scaled by this (traversal, SSIM, a slower chunk)
 MIN_AUTHORS_IMAGES = 8  # below this the authors' recipe is skipped rather than scored on too few images
 SAMPLE_COLUMNS = 8  # z1s in the generator sample grid
-LOG_LINES = 25  # a GAN run of more epochs prints about this many epoch lines (the first, every k-th, the last)
 
 
 @dataclass(frozen=True)
@@ -94,23 +95,6 @@ class SplitImages:
 
 
 @dataclass(frozen=True)
-class ExplanationScores:
-    """raygan's explanation metrics over a set of explained images (one recipe)."""
-
-    monotone_share: float  # share of traversals whose p never drops by more than 1e-3
-    mean_spearman: float  # mean Spearman rho of p against alpha
-    flip_rate: float  # share of images called positive whose counterfactual is called negative (nan: none)
-    flip_eligible: int  # images called positive (the flip rate's denominator)
-    mean_abs_delta_p: float  # mean |p_C(G(z1, z2)) - p_C(x)|
-    recon_mse: float  # mean MSE of G(z1, z2) vs x, [-1, 1] scale
-    recon_ssim: float  # mean SSIM of G(z1, z2) vs x
-    proximity: float  # mean |G(z1, 0) - G(z1, z2)|
-    fallback_share: float  # share of traversals that walked the mean positive direction (z2 ~ 0)
-    mean_steps_used: float  # mean inversion steps run per image
-    images: int  # images scored
-
-
-@dataclass(frozen=True)
 class ClassifierStage:
     """What the classifier stage trained and how it scores on held-out images."""
 
@@ -124,6 +108,8 @@ class ClassifierStage:
     val_auc: float  # ROC AUC on the validation split
     train_loss: float  # mean cross-entropy of the last epoch (augmented training images)
     train_accuracy: float  # accuracy of the last epoch on augmented training images
+    judge_uri: str  # the independent judge (max_cnn, another seed, same training split) that validity is checked with
+    judge_test_accuracy: float  # its test accuracy
 
 
 @dataclass(frozen=True)
@@ -186,14 +172,6 @@ def _load(config: StudyConfig, p: Preset) -> dict[tuple[str, int], SplitImages]:
 # --- stage 2: classifier --------------------------------------------------------------------------
 
 
-def _stop(started: float, cap_s: float, epoch: int, epochs: int) -> bool:
-    """True when the cap is crossed before the last epoch (the epoch that crossed it is kept)."""
-    if time.perf_counter() - started >= cap_s and epoch + 1 < epochs:
-        print(f"    wall-clock cap of {cap_s:.0f} s reached: stopping after {epoch + 1} of {epochs} epochs", flush=True)
-        return True
-    return False
-
-
 @torch.no_grad()
 def _score(classifier: Any, data: SplitImages, device: torch.device, batch: int = 256) -> tuple[float, float]:
     """(accuracy, ROC AUC) of a FrozenClassifier on one split."""
@@ -210,33 +188,16 @@ def _score(classifier: Any, data: SplitImages, device: torch.device, batch: int 
 def _train_classifier(config: StudyConfig, p: Preset, splits: dict, device: torch.device) -> ClassifierStage:
     from raygan.models.classifier import build_classifier, factory_path
     from raygan.models.frozen import ClassifierSpec, load_classifier, save_classifier
+    from raygan.train.local import fit_classifier
 
     cfg = replace(p.classifier, epochs=config.classifier_epochs, seed=config.seed)
     train = splits[("train", cfg.image_size)]
     torch.manual_seed(cfg.seed)
-    cuda = device.type == "cuda"
     model = build_classifier(cfg.arch, image_size=cfg.image_size, channels=p.gan.channels).to(device)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    images, labels = train.images.to(device), train.labels.to(device)
-    rng = torch.Generator(device=device)
-    started, epochs_run, last = time.perf_counter(), 0, {"train_loss": math.nan, "train_accuracy": math.nan}
-    for epoch in range(cfg.epochs):
-        t0 = time.perf_counter()
-        seed = epoch_seed(cfg.seed, rank=0, epoch=epoch)
-        torch.manual_seed(seed)
-        rng.manual_seed(seed)
-        batches = ((images[i], labels[i]) for i in batch_indices(len(train.image_ids), batch_size=cfg.batch_size,
-                                                                 seed=seed, device=device))
-        totals = classifier_epoch(model, optimizer, batches, rng=rng, bf16=cuda, channels_last=cuda).tolist()
-        seen = max(totals[2], 1.0)
-        epochs_run, last = epoch + 1, {"train_loss": totals[0] / seen, "train_accuracy": totals[1] / seen}
-        print(f"classifier epoch {epoch + 1}/{cfg.epochs}: loss {last['train_loss']:.4f} accuracy "
-              f"{last['train_accuracy']:.3f} ({totals[2] / (time.perf_counter() - t0):.0f} img/s, "
-              f"{time.perf_counter() - started:.0f} s)", flush=True)
-        if _stop(started, config.classifier_cap_s, epoch, cfg.epochs):
-            break
+    fit = fit_classifier(model, train.images, train.labels, config=cfg, cap_s=config.classifier_cap_s,
+                         log=lambda line: print(line, flush=True))
+    epochs_run = fit.epochs
+    last = {k: fit.final[k] for k in ("train_loss", "train_accuracy")}
 
     # The spec maps [-1, 1] images unchanged into the model (mean = std = 0.5), as `raygan train-classifier`.
     spec = ClassifierSpec(
@@ -251,8 +212,22 @@ def _train_classifier(config: StudyConfig, p: Preset, splits: dict, device: torc
     val_acc, val_auc = _score(classifier, splits[("val", cfg.image_size)], device)
     print(f"    classifier {cfg.arch}: test accuracy {test_acc:.3f}, ROC AUC {test_auc:.3f} "
           f"(val {val_acc:.3f} / {val_auc:.3f})")
+
+    # The independent judge: another architecture and seed on the same split, so that validity is not
+    # judged only by the classifier the inversion optimised against.
+    judge_cfg = replace(cfg, arch=JUDGE_ARCH, seed=cfg.seed + 1000)
+    torch.manual_seed(judge_cfg.seed)
+    judge_model = build_classifier(JUDGE_ARCH, image_size=cfg.image_size, channels=p.gan.channels).to(device)
+    fit_classifier(judge_model, train.images, train.labels, config=judge_cfg, cap_s=config.classifier_cap_s,
+                   log=lambda line: print(line, flush=True))
+    judge_spec = dataclasses.replace(spec, factory=factory_path(JUDGE_ARCH))
+    judge_uri = save_classifier(judge_model.cpu().to(memory_format=torch.contiguous_format),
+                                storage.join(config.out, "judge"), spec=judge_spec)
+    judge_acc, _ = _score(load_classifier(judge_uri).to(device), splits[("test", cfg.image_size)], device)
+    print(f"    judge {JUDGE_ARCH}: test accuracy {judge_acc:.3f}")
     return ClassifierStage(uri=uri, arch=cfg.arch, epochs=epochs_run, planned=cfg.epochs, test_accuracy=test_acc,
-                           test_auc=test_auc, val_accuracy=val_acc, val_auc=val_auc, **last)
+                           test_auc=test_auc, val_accuracy=val_acc, val_auc=val_auc, **last, judge_uri=judge_uri,
+                           judge_test_accuracy=judge_acc)
 
 
 # --- stage 3: GAN ---------------------------------------------------------------------------------
@@ -261,49 +236,16 @@ def _train_classifier(config: StudyConfig, p: Preset, splits: dict, device: torc
 def _train_gan(config: StudyConfig, p: Preset, splits: dict, classifier_uri: str, device: torch.device
                ) -> GanStage:
     from raygan.bundle import save_bundle
-    from raygan.metrics.class_consistency import class_consistency
-    from raygan.models.discriminator import build_discriminator
-    from raygan.models.frozen import FrozenClassifier, load_classifier
-    from raygan.models.generator import build_generator
-    from raygan.train.step import GanModels, bare, compile_models, configure_models, make_optimizers
+    from raygan.models.frozen import load_classifier
+    from raygan.train.local import fit_gan
 
     train = replace(p.train, epochs=config.gan_epochs, seed=config.seed, compile=config.compile, workers=0,
                     use_gpu=device.type == "cuda")
-    real = splits[("train", p.gan.image_size)].images.to(device)
-    torch.manual_seed(train.seed)
-    models = GanModels(build_generator(p.gan), build_discriminator(p.gan), load_classifier(classifier_uri))
-    models = configure_models(models, train=train, device=device)
-    # The per-epoch consistency check reads C through its uncompiled network: a compiled C would be
-    # recompiled for no_grad fp32 calls, which costs more than the check itself.
-    monitor = FrozenClassifier(models.classifier.model, models.classifier.spec).to(device)
-    if train.compile and device.type == "cuda":
-        models = compile_models(models)
-    opt_g, opt_d = make_optimizers(models, train)
-    rng = torch.Generator(device=device)
-    every = max(1, train.epochs // LOG_LINES)  # one line per epoch, or about LOG_LINES lines for long runs
-    started, epochs_run, last = time.perf_counter(), 0, {}
-    for epoch in range(train.epochs):
-        t0 = time.perf_counter()
-        seed = epoch_seed(train.seed, rank=0, epoch=epoch)
-        torch.manual_seed(seed)  # D's dropout
-        rng.manual_seed(seed)  # labels and latents
-        batches = (real[i] for i in batch_indices(real.shape[0], batch_size=train.batch_size, seed=seed, device=device))
-        done = gan_epoch(models, opt_g, opt_d, batches, train=train, rng=rng)
-        means = {k: float(v) for k, v in done.means.means().items()}
-        seconds = time.perf_counter() - t0
-        consistency = class_consistency(bare(models.generator), monitor, n_z1=train.consistency_samples,
-                                        seed=train.seed).accuracy
-        epochs_run = epoch + 1
-        last = {**means, "class_consistency": consistency, "images_per_s": float(done.images) / max(seconds, 1e-9)}
-        stop = _stop(started, config.gan_cap_s, epoch, train.epochs)
-        if epoch == 0 or stop or (epoch + 1) % every == 0 or epoch + 1 == train.epochs:
-            print(f"gan epoch {epoch + 1}/{train.epochs}: d {means['d_loss']:.3f} g_adv {means['g_adv']:.3f} "
-                  f"g_class {means['g_class']:.3f} consistency {consistency:.3f} ({last['images_per_s']:.0f} img/s, "
-                  f"{time.perf_counter() - started:.0f} s)", flush=True)
-        if stop:
-            break
+    generator, fit = fit_gan(splits[("train", p.gan.image_size)].images, load_classifier(classifier_uri).to(device),
+                             gan=p.gan, train=train, cap_s=config.gan_cap_s, log=lambda line: print(line, flush=True))
+    epochs_run, last = fit.epochs, fit.final
     uri = storage.join(config.out, "bundle")
-    save_bundle(uri, generator=bare(models.generator), classifier_uri=classifier_uri,
+    save_bundle(uri, generator=generator, classifier_uri=classifier_uri,
                 train=replace(train, epochs=epochs_run), inversion=p.inversion, traversal=p.traversal,
                 extras={"data": config.data, "epochs": epochs_run, "final_metrics": last, "by": "raygan study"})
     return GanStage(uri=uri, epochs=epochs_run, planned=train.epochs, final=last)
@@ -312,30 +254,23 @@ def _train_gan(config: StudyConfig, p: Preset, splits: dict, classifier_uri: str
 # --- stage 4: evaluation --------------------------------------------------------------------------
 
 
-def explanation_scores(explanations: Sequence[Explanation]) -> ExplanationScores:
-    """The comparable explanation metrics of one recipe over its explained images (pure)."""
-    from raygan.metrics import flip_rate, monotone_share, proximity, reconstruction_quality
+def explanation_scores(
+    explanations: Sequence[Explanation], *, judge: FrozenClassifier | None = None,
+    classifier: FrozenClassifier | None = None, test: SplitImages | None = None, seed: int = 0,
+) -> ExplanationScores:
+    """One recipe's explanations scored by the one scoring path (`raygan.scoring`): the judge's flip
+    rate beside C's, monotone share split own-z2 / fallback, realism against the test split's negatives."""
+    from raygan.scoring import ExplanationArrays, score
 
     assert explanations, "no explanations to score"
-
-    def stack(name: str) -> torch.Tensor:
-        return torch.stack([getattr(e, name) for e in explanations])
-
-    def scalars(name: str) -> torch.Tensor:
-        return torch.tensor([float(getattr(e, name)) for e in explanations], dtype=torch.float64)
-
-    images, recons, cfs = stack("image"), stack("reconstruction"), stack("counterfactual")  # [N, C, S, S] each
-    flips = flip_rate(scalars("p_input"), scalars("p_counterfactual"))
-    walk = monotone_share(torch.tensor([e.traversal_probs for e in explanations], dtype=torch.float64),
-                          torch.tensor(explanations[0].traversal_alphas, dtype=torch.float64))
-    rec = reconstruction_quality(images, recons, p_input=scalars("p_input"),
-                                 p_reconstruction=scalars("p_reconstruction"))
-    return ExplanationScores(
-        monotone_share=walk.share, mean_spearman=walk.mean_spearman, flip_rate=flips.value,
-        flip_eligible=flips.eligible, mean_abs_delta_p=rec.p_gap, recon_mse=rec.mse, recon_ssim=rec.ssim,
-        proximity=proximity(recons, cfs).value, fallback_share=float(scalars("used_fallback").mean()),
-        mean_steps_used=float(scalars("steps_used").mean()), images=len(explanations),
-    )
+    arrays = ExplanationArrays.of(explanations)
+    negatives = positives = None
+    if test is not None and classifier is not None:
+        size = arrays.images.shape[-1]
+        images = test.images if test.images.shape[-1] == size else torch.nn.functional.interpolate(
+            test.images, size=(size, size), mode="bilinear", antialias=True)
+        negatives, positives = images[test.labels == 0], images[test.labels == 1]
+    return score(arrays, judge=judge, classifier=classifier, negatives=negatives, positives=positives, seed=seed)
 
 
 def _sync(device: torch.device) -> None:
@@ -447,7 +382,8 @@ def run_study(config: StudyConfig) -> StudyResult:
     """Run every stage; writes under `config.out` and returns the headline numbers and where things are."""
     from raygan.bundle import load_bundle
     from raygan.evaluate import EvaluationConfig, evaluate_bundle, to_markdown, write_report
-    from raygan.study_report import jsonable, results_json, results_markdown
+    from raygan.study_report import results_json, results_markdown
+    from raygan.storage import jsonable
 
     started = time.perf_counter()
     p = preset(config.preset)
@@ -483,7 +419,10 @@ def run_study(config: StudyConfig) -> StudyResult:
 
     t = stage(f"4/5 evaluation: {config.explain_images} test images, raygan's shipped inversion")
     bundle = load_bundle(gan.uri)
-    report = evaluate_bundle(bundle, data_uri=config.data, device=device, config=EvaluationConfig(
+    from raygan.models.frozen import load_classifier
+
+    judge = load_classifier(classifier.judge_uri).to(device)
+    report = evaluate_bundle(bundle, data_uri=config.data, device=device, judge=judge, config=EvaluationConfig(
         limit=config.explain_images, split="test", n_z1=config.consistency_z1, repeats=config.consistency_repeats,
         batch_size=config.eval_batch, sanity_images=min(config.sanity_images, config.explain_images),
         seed=config.seed))
@@ -506,6 +445,12 @@ def run_study(config: StudyConfig) -> StudyResult:
               f"(cap {config.authors_cap_s:.0f} s)")
     done("authors", t)
 
+    test_split = splits[("test", p.classifier.image_size)]
+
+    def scored(explanations: Sequence[Explanation]) -> ExplanationScores:
+        return explanation_scores(explanations, judge=judge, classifier=bundle.classifier.to(device), test=test_split,
+                                  seed=config.seed)
+
     t = stage("5/5 figures and results")
     labels = dict(zip(splits[("test", p.classifier.image_size)].image_ids,
                       splits[("test", p.classifier.image_size)].labels.tolist()))
@@ -516,8 +461,8 @@ def run_study(config: StudyConfig) -> StudyResult:
     results = results_json(
         config=config, preset=p, gpu=_device_name(device), date=dt.datetime.now(dt.UTC).isoformat(
             timespec="seconds"), classifier=classifier, gan=gan, report=report,
-        raygan=explanation_scores(explained), paired=explanation_scores(explained[:n]) if n else None,
-        authors=explanation_scores(authors) if authors else None, authors_config=authors_config,
+        raygan=scored(explained), paired=scored(explained[:n]) if n else None,
+        authors=scored(authors) if authors else None, authors_config=authors_config,
         authors_predicted_s=predicted, counts=counts, labels=labels, ids=ids,
         figures=[u.rsplit("/", 1)[-1] for u in figures], seconds=seconds,
     )
@@ -534,6 +479,6 @@ def run_study(config: StudyConfig) -> StudyResult:
 
 
 __all__ = [
-    "ClassifierStage", "ExplanationScores", "GanStage", "SplitImages", "StudyConfig", "StudyResult",
+    "JUDGE_ARCH", "ClassifierStage", "GanStage", "SplitImages", "StudyConfig", "StudyResult",
     "authors_sample_size", "decode_split", "explanation_scores", "run_study",
 ]

@@ -18,6 +18,9 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# The tracking tests use a file-backed MLflow store, which MLflow 3 allows only with this opt-in; set
+# before Ray starts so Train workers (which log from rank 0) inherit it.
+os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 # Fake credentials for the loopback S3 server, set before Ray starts so Ray worker processes
 # (Train workers and controller, Data tasks) inherit them like nodes with an instance role would.
 # The endpoint itself always travels explicitly (StorageSettings / pyarrow filesystem objects).

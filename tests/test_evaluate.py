@@ -33,9 +33,9 @@ def bundle_and_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]
     bundle = save_bundle(str(root / "bundle"), generator=build_generator(TINY.gan).eval(),
                          classifier_uri=str(classifier_uri), train=TINY.train,
                          inversion=dataclasses.replace(TINY.inversion, steps=4), traversal=TINY.traversal)
-    # Every phantom positive and marked, so each carries a lesion and a marker to find.
+    # Every phantom positive and marked, so each carries a lesion and a shortcut to find.
     data = str(root / "phantoms")
-    write_phantoms(PhantomConfig(n=N_IMAGES + 2, size=size, seed=0, positive_fraction=1.0, shortcut_rate=1.0), data)
+    write_phantoms(PhantomConfig(n=N_IMAGES + 2, size=size, seed=0, positive_fraction=1.0, shortcut_given_positive=1.0), data)
     return bundle, data
 
 
@@ -51,7 +51,7 @@ def test_evaluate_with_phantom_data(bundle_and_data: tuple[str, str], tmp_path: 
     for name in ("diff", "gradcam", "ig"):
         assert report.sizes[f"localisation.{name}.count"] == N_IMAGES  # every phantom is positive
         assert report.sizes[f"sanity.{name}.total_layers"] > 0
-        for key in ("localisation.{}.auprc", "localisation.{}.chance", "marker_mass.{}.chance",
+        for key in ("localisation.{}.auprc", "localisation.{}.chance", "shortcut_mass.{}.chance",
                     "outside_lung_mass.{}.chance", "border_mass.{}.chance", "faithfulness.{}.deletion_auc"):
             assert f"{key.format(name)}" in report.values
         assert 0 < report.values[f"localisation.{name}.chance"] < 1
@@ -90,4 +90,4 @@ def test_cli_evaluate_with_data(bundle_and_data: tuple[str, str], tmp_path: Path
     loaded = json.loads((out / "evaluation.json").read_text())
     assert loaded["sizes"]["data.images"] == 2 and loaded["config"]["split"] is None
     assert "localisation.diff.auprc" in loaded["values"] and not any(k.startswith("sanity") for k in loaded["values"])
-    assert "| marker_mass | value |" in capsys.readouterr().out
+    assert "| shortcut_mass | value |" in capsys.readouterr().out

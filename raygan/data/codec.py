@@ -1,8 +1,13 @@
 """Image codec: PNG/JPEG bytes <-> float tensors in [-1, 1], the scale every model in raygan uses.
 
 Decoding accepts what users actually have: 8- or 16-bit, grayscale, RGB, RGBA and palette PNGs,
-JPEGs, and anything else PIL opens. Pixels are scaled by the bit depth (not by the image's own
-min/max), so brightness is preserved. Non-square images are center-cropped to a square (the
+and JPEGs. Only those formats are decoded (the shard contract and the HTTP API name them); GIF,
+TIFF, WebP, BMP and the rest are refused with a message naming the format, unless a caller
+(`raygan ingest`, a converter) asks for more with `formats=None`. Images whose header claims more
+pixels than PIL's decompression-bomb limit are refused as `ImageTooLarge`, and pixels that are
+not finite (float TIFFs can hold NaN) as `ImageDecodeError`. Error messages carry no Python
+object reprs. Pixels are scaled by the bit depth (not by the image's own min/max), so
+brightness is preserved. Non-square images are center-cropped to a square (the
 longer side is trimmed equally on both ends) before resizing, so anatomy is never stretched.
 Resizing uses PIL's Lanczos filter on float data, which antialiases when shrinking.
 """
@@ -10,6 +15,8 @@ Resizing uses PIL's Lanczos filter on float data, which antialiases when shrinki
 from __future__ import annotations
 
 import io
+import re
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -19,24 +26,63 @@ from PIL import Image, UnidentifiedImageError
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
+ACCEPTED_FORMATS = ("PNG", "JPEG")  # what input shards and the HTTP API promise (PIL format names)
+_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")  # e.g. "<_io.BytesIO object at 0x7f...>" in PIL's messages
+
+
 class ImageDecodeError(ValueError):
     """The bytes are not an image raygan can read; the message says what is wrong."""
 
 
-def _open(data: bytes) -> Image.Image:
+class ImageTooLarge(ImageDecodeError):
+    """The image has more pixels than allowed (answered with 413 by the service)."""
+
+
+def _clean(error: BaseException) -> str:
+    """An exception's message without object reprs (they leak nothing useful to a user)."""
+    return " ".join(_REPR.sub("the image", str(error)).split()) or type(error).__name__
+
+
+def _describe(data: bytes) -> str:
+    return f"{len(data)} bytes, starting {bytes(data[:4]).hex(' ')}"
+
+
+def _open(data: bytes, formats: Sequence[str] | None, *, load: bool = True) -> Image.Image:
+    """PIL image of `data` restricted to `formats` (None: any format PIL reads), decoded when `load`."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ImageDecodeError(f"expected image bytes, got {type(data).__name__}")
     if len(data) == 0:
         raise ImageDecodeError("empty image data (0 bytes)")
-    head = f"{len(data)} bytes, starting {bytes(data[:8])!r}"
     try:
-        img = Image.open(io.BytesIO(data))
-        img.load()  # decode now: truncated files fail here, not later
+        img = Image.open(io.BytesIO(data), formats=None if formats is None else list(formats))
+        if load:
+            img.load()  # decode now: truncated files fail here, not later
+    except Image.DecompressionBombError as e:
+        raise ImageTooLarge(f"image has more pixels than the decoder's limit of {2 * Image.MAX_IMAGE_PIXELS} "
+                            "(a decompression-bomb guard)") from e
     except UnidentifiedImageError as e:
-        raise ImageDecodeError(f"cannot decode image: not a PNG, JPEG or other format PIL reads ({head})") from e
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-        raise ImageDecodeError(f"cannot decode image ({head}): {e}") from e
+        wanted = " or ".join(formats) if formats is not None else "an image format PIL reads"
+        found = _sniff(data)
+        what = f"a {found} image" if found else f"not a {wanted} image ({_describe(data)})"
+        raise ImageDecodeError(f"cannot decode image: {what}; accepted: {wanted}") from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageDecodeError(f"cannot decode image ({_describe(data)}): {_clean(e)}") from e
     return img
+
+
+def _sniff(data: bytes) -> str | None:
+    """The format PIL would read `data` as, ignoring any restriction (for the error message)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.format
+    except Exception:  # only names the format in a message; "unknown" is a fine answer
+        return None
+
+
+def image_size(data: bytes, *, formats: Sequence[str] | None = ACCEPTED_FORMATS) -> tuple[int, int]:
+    """(width, height) from the header, without decoding the pixels; ImageDecodeError / ImageTooLarge."""
+    with _open(data, formats, load=False) as img:
+        return img.size
 
 
 def _to_float(img: Image.Image) -> np.ndarray:
@@ -66,17 +112,22 @@ def _center_square(arr: np.ndarray) -> np.ndarray:
     return arr[top:top + side, left:left + side]
 
 
-def decode_image(data: bytes, *, size: int, channels: int = 1) -> torch.Tensor:
+def decode_image(data: bytes, *, size: int, channels: int = 1,
+                 formats: Sequence[str] | None = ACCEPTED_FORMATS) -> torch.Tensor:
     """Decode PNG/JPEG bytes to a float32 tensor [channels, size, size] in [-1, 1].
 
     Gray sources are repeated for channels=3; color sources are converted to luma for
-    channels=1. Raises ImageDecodeError for empty, truncated or non-image bytes.
+    channels=1. Raises ImageDecodeError for empty, truncated, non-image or non-finite data and
+    for formats outside `formats` (None: any format PIL reads); ImageTooLarge for bombs.
     """
     if size <= 0:
         raise ValueError(f"size must be positive, got {size}")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    arr = _to_float(_open(data))  # [H, W, C0]
+    img = _open(data, formats)
+    if img.mode == "F" and not np.isfinite(np.asarray(img, dtype=np.float32)).all():
+        raise ImageDecodeError("image has non-finite pixels (NaN or infinity)")  # before _to_float clips them
+    arr = _to_float(img)  # [H, W, C0]
     h, w, c0 = arr.shape
     if h == 0 or w == 0:
         raise ImageDecodeError(f"image has no pixels ({w}x{h})")

@@ -106,7 +106,8 @@ def _to_png(data: bytes, name: str, *, size: int) -> bytes:
             raise
         except Exception as e:  # pydicom raises many types for bad files or missing codecs
             raise ImageDecodeError(f"cannot read DICOM: {type(e).__name__}: {e}") from e
-    return encode_png(decode_image(data, size=size, channels=1))  # [1, size, size] -> 8-bit PNG
+    # Any format PIL reads (TIFF, BMP, ...): ingest converts it to the PNG the shards promise.
+    return encode_png(decode_image(data, size=size, channels=1, formats=None))  # [1, size, size] -> 8-bit PNG
 
 
 def _folder_sources(src: str, settings: storage.StorageSettings | None) -> list[_Source]:

@@ -3,12 +3,21 @@
 Each phantom is a frontal (PA) chest radiograph built from a sum of tissue densities on a
 normalised [0, 1]^2 grid: soft-tissue thorax, two dark lung fields, heart and mediastinum,
 diaphragm domes, clavicles and ribs, lung texture; then a random exposure (gain, gamma, offset)
-and noise. Positives carry ground-glass-like opacities clipped to the lung fields, with their
-masks. A burned-in corner marker ("L", "R" or a square) is a planted shortcut whose correlation
-with the label is set by `shortcut_rate`, so an explanation can be checked against the truth.
+and noise. Lesions are ground-glass-like opacities clipped to the lung fields, with their
+masks; a burned-in shortcut (`raygan.data.shortcuts`: a corner marker or a text stamp) is a
+planted cue a classifier can learn instead. How each cue goes with the label y is the phantom
+world (`WORLDS`): lesions exactly when y = 1 with the shortcut as a distractor, the shortcut
+carrying the label with lesions as the distractor, or both.
 
-Image i depends only on (seed, i): its generator is `default_rng(SeedSequence([seed, i]))`,
-so it is the same whatever n is and however the rows are split into shards.
+Interventional ground truth: every phantom is rendered together with its twins, the same
+phantom without the shortcut, without the lesions and without both. They share anatomy,
+exposure and noise; a twin differs from the phantom only where the removed cue acts (the
+shortcut's mask; the lesions' footprint, where their opacity is non-zero). So what a classifier
+relies on can be measured by intervention: p(phantom) - p(twin).
+
+Image i depends only on (seed, i): its cues come from `SeedSequence([seed, i, 0])` and its
+pixels from `SeedSequence([seed, i, 1])`, so it is the same whatever n is, however the rows are
+split into shards, and its anatomy is the same in every world.
 """
 
 from __future__ import annotations
@@ -27,19 +36,44 @@ from tqdm import tqdm
 from raygan import storage
 from raygan.data.codec import encode_png
 from raygan.data.shards import write_shards
+from raygan.data.shortcuts import SHORTCUT_KINDS, ShortcutKind, draw_shortcut
 
-MIN_SIZE = 16  # below this the anatomy and the marker glyph no longer resolve
+MIN_SIZE = 16  # below this the anatomy and the shortcut glyphs no longer resolve
+LESION_REACH = 1.8  # an opacity's soft edge ends at this normalised radius (1 = the mask border)
+
+
+@dataclass(frozen=True)
+class CueRates:
+    """How the cues go with the label y in one world: P(cue | y)."""
+
+    lesion_given_positive: float  # P(lesions | y = 1)
+    lesion_given_negative: float  # P(lesions | y = 0)
+    shortcut_given_positive: float  # P(shortcut | y = 1)
+    shortcut_given_negative: float  # P(shortcut | y = 0)
+
+
+# The fidelity benchmark's worlds (issue 10): in each, one cue carries the label and the other
+# is present at random as a distractor (or both carry it), so "does not rely" is a real verdict.
+WORLDS: dict[str, CueRates] = {
+    "lesion_only": CueRates(1.0, 0.0, 0.5, 0.5),
+    "shortcut_only": CueRates(0.5, 0.5, 0.95, 0.05),
+    "mixed": CueRates(1.0, 0.0, 0.8, 0.2),
+}
 
 
 @dataclass(frozen=True)
 class PhantomConfig:
-    """What `raygan phantoms` generates and how it is written."""
+    """What `raygan phantoms` generates and how it is written (the defaults: the demo's mixed world)."""
 
     n: int = 2000  # number of phantoms (rows)
     size: int = 128  # side of the square images in pixels
-    seed: int = 0  # root seed; image i uses SeedSequence([seed, i])
-    positive_fraction: float = 0.5  # probability that a phantom carries opacities (label 1)
-    shortcut_rate: float = 0.5  # P(marker | positive); P(marker | negative) = 1 - rate; 0.5 = no correlation
+    seed: int = 0  # root seed; image i uses SeedSequence([seed, i, ...])
+    positive_fraction: float = 0.5  # P(y = 1)
+    shortcut_kind: ShortcutKind = "marker"  # the planted shortcut: "marker" (corner glyph) or "stamp" (text)
+    lesion_given_positive: float = 1.0  # P(lesions | y = 1)
+    lesion_given_negative: float = 0.0  # P(lesions | y = 0)
+    shortcut_given_positive: float = 0.8  # P(shortcut | y = 1)
+    shortcut_given_negative: float = 0.2  # P(shortcut | y = 0); equal to the line above = uncorrelated
     rows_per_shard: int = 1000  # rows per Parquet shard
 
     def __post_init__(self) -> None:
@@ -47,23 +81,55 @@ class PhantomConfig:
             raise ValueError(f"n must be >= 0, got {self.n}")
         if self.size < MIN_SIZE:
             raise ValueError(f"size must be >= {MIN_SIZE}, got {self.size}")
-        for name in ("positive_fraction", "shortcut_rate"):
+        for name in ("positive_fraction", "lesion_given_positive", "lesion_given_negative",
+                     "shortcut_given_positive", "shortcut_given_negative"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.shortcut_kind not in SHORTCUT_KINDS:
+            raise ValueError(f"shortcut_kind must be one of {list(SHORTCUT_KINDS)}, got {self.shortcut_kind!r}")
         if self.rows_per_shard < 1:
             raise ValueError(f"rows_per_shard must be >= 1, got {self.rows_per_shard}")
 
 
+def world_config(world: str, **fields: Any) -> PhantomConfig:
+    """The PhantomConfig of a named world (`WORLDS`), with other fields (n, size, seed, shortcut_kind...)."""
+    if world not in WORLDS:
+        raise ValueError(f"unknown world {world!r}; choose one of {sorted(WORLDS)}")
+    return PhantomConfig(**dataclasses.asdict(WORLDS[world]), **fields)
+
+
 @dataclass(frozen=True)
 class Phantom:
-    """One rendered phantom and its ground truth."""
+    """One rendered phantom, its twins and its ground truth (images [S, S] uint8, masks [S, S] bool)."""
 
-    image: np.ndarray  # [S, S] uint8, the radiograph
-    label: int  # 1 = positive (carries opacities), 0 = negative
-    mask: np.ndarray  # [S, S] bool, lesion pixels (all False for negatives)
-    lung_mask: np.ndarray  # [S, S] bool, both lung fields
-    marker_mask: np.ndarray  # [S, S] bool, burned-in marker pixels (all False when absent)
+    image: np.ndarray  # the radiograph
+    label: int  # y: 1 = positive, 0 = negative (what the world says; see `lesions` and `shortcut_mask`)
+    mask: np.ndarray  # lesion pixels (all False without lesions)
+    lung_mask: np.ndarray  # both lung fields
+    shortcut_mask: np.ndarray  # burned-in shortcut pixels (all False when absent)
+    lesion_footprint: np.ndarray  # pixels the lesions change: where their opacity is non-zero (covers `mask`)
+    no_shortcut: np.ndarray  # twin: the same phantom without the shortcut (== image where it has none)
+    no_lesions: np.ndarray  # twin: the same phantom without the lesions (== image where it has none)
+    clean: np.ndarray  # twin: without both
+    shortcut_kind: str  # the kind of shortcut this phantom's world plants ("marker", "stamp")
+
+    @property
+    def lesions(self) -> bool:
+        """Whether the phantom carries lesions."""
+        return bool(self.mask.any())
+
+    @property
+    def shortcut(self) -> bool:
+        """Whether the phantom carries the shortcut."""
+        return bool(self.shortcut_mask.any())
+
+    def twin(self, cue: str) -> np.ndarray:
+        """The twin without `cue`: "shortcut", "lesions" or "both"."""
+        twins = {"shortcut": self.no_shortcut, "lesions": self.no_lesions, "both": self.clean}
+        if cue not in twins:
+            raise ValueError(f"unknown cue {cue!r}; choose one of {sorted(twins)}")
+        return twins[cue]
 
 
 # --- numpy helpers ------------------------------------------------------------------------------
@@ -113,30 +179,6 @@ def _segment_distance(px: np.ndarray, py: np.ndarray, a: tuple[float, float], b:
     return np.hypot(px - (ax + t * dx), py - (ay + t * dy))
 
 
-# Marker glyphs as strokes in glyph coordinates [0, 1]^2 (x right, y down); the square is filled.
-_GLYPHS: dict[str, tuple[tuple[tuple[float, float], tuple[float, float]], ...]] = {
-    "L": (((0.25, 0.1), (0.25, 0.9)), ((0.25, 0.9), (0.8, 0.9))),
-    "R": (
-        ((0.25, 0.1), (0.25, 0.9)),
-        ((0.25, 0.1), (0.72, 0.1)),
-        ((0.72, 0.1), (0.75, 0.5)),
-        ((0.25, 0.5), (0.75, 0.5)),
-        ((0.45, 0.5), (0.8, 0.9)),
-    ),
-}
-
-
-def _glyph(kind: str, side: int) -> np.ndarray:
-    """Rasterise a marker glyph into a [side, side] bool array, strokes at least one pixel wide."""
-    c = (np.arange(side, dtype=np.float32) + 0.5) / side
-    gy, gx = np.meshgrid(c, c, indexing="ij")  # [g, g]
-    if kind == "square":
-        return (np.abs(gx - 0.5) < 0.35) & (np.abs(gy - 0.5) < 0.35)
-    half = max(0.5 / side + 1e-3, 0.09)  # half stroke width: a pixel at least
-    dist = np.min([_segment_distance(gx, gy, a, b) for a, b in _GLYPHS[kind]], axis=0)
-    return dist <= half
-
-
 # --- rendering ----------------------------------------------------------------------------------
 
 
@@ -175,7 +217,8 @@ def _opacities(rng: np.random.Generator, lung_mask: np.ndarray) -> tuple[np.ndar
     """Ground-glass opacities: (fill in [0, 1] of the lung air [S, S], lesion mask [S, S] bool).
 
     One to four soft-edged blobs of smoothed noise, each centred on a lung pixel; the mask is the
-    blobs' cores clipped to the lungs, so it is never empty and never leaves a lung field.
+    blobs' cores clipped to the lungs, so it is never empty and never leaves a lung field. The soft
+    edge tapers to exactly 0 at LESION_REACH, so the lesions' footprint (fill > 0) is bounded.
     """
     size = lung_mask.shape[0]
     gx, gy = _grid(size)  # [S, S]
@@ -190,32 +233,21 @@ def _opacities(rng: np.random.Generator, lung_mask: np.ndarray) -> tuple[np.ndar
         radius = rng.uniform(0.05, 0.12)
         rx, ry = radius * rng.uniform(0.7, 1.3), radius * rng.uniform(0.7, 1.3)
         q = np.sqrt(((gx - ox) / rx) ** 2 + ((gy - oy) / ry) ** 2)
-        envelope = _sigmoid((1.0 - q) / 0.18)  # soft edge, 0.5 at q = 1 (the mask border)
+        taper = np.clip((LESION_REACH - q) / 0.5, 0.0, 1.0)  # 0 beyond LESION_REACH: a bounded footprint
+        envelope = _sigmoid((1.0 - q) / 0.18) * taper  # soft edge, about 0.5 at q = 1 (the mask border)
         fill = np.maximum(fill, rng.uniform(0.5, 0.85) * envelope * (0.35 + 0.65 * glass))
         mask |= q < 1.0
     return fill * lung_mask, mask & lung_mask
 
 
-def _marker_mask(rng: np.random.Generator, lung_mask: np.ndarray) -> np.ndarray:
-    """A glyph ("L", "R" or a square) in a random corner, as a [S, S] bool mask.
+def render_phantom(
+    rng: np.random.Generator, *, size: int, label: int, lesions: bool, shortcut: bool, kind: ShortcutKind = "marker"
+) -> Phantom:
+    """Render one phantom and its twins; all randomness comes from `rng` (pure given its state).
 
-    Corners whose box touches a lung are avoided, so the shortcut never covers the lung truth.
+    The lesions and the shortcut are drawn whether or not the phantom carries them, so `rng` is
+    consumed the same way in every case and the twins share everything else with the phantom.
     """
-    size = lung_mask.shape[0]
-    side = max(5, round(0.11 * size))
-    margin = max(1, round(0.03 * size)) + int(rng.integers(0, max(1, round(0.03 * size)) + 1))
-    glyph = _glyph(("L", "R", "square")[int(rng.integers(3))], side)
-    near, far = margin, size - margin - side
-    corners = [(r0, c0) for r0 in (near, far) for c0 in (near, far)]
-    free = [(r0, c0) for r0, c0 in corners if not lung_mask[r0 : r0 + side, c0 : c0 + side].any()] or corners
-    r0, c0 = free[int(rng.integers(len(free)))]
-    mask = np.zeros((size, size), dtype=bool)
-    mask[r0 : r0 + side, c0 : c0 + side] = glyph
-    return mask
-
-
-def render_phantom(rng: np.random.Generator, *, size: int, positive: bool, marker: bool) -> Phantom:
-    """Render one phantom; all randomness comes from `rng` (pure given its state)."""
     assert size >= MIN_SIZE, f"size must be >= {MIN_SIZE}, got {size}"
     u = rng.uniform
     gx, gy = _grid(size)  # [S, S]
@@ -294,48 +326,69 @@ def render_phantom(rng: np.random.Generator, *, size: int, positive: bool, marke
     anterior = np.exp(-0.5 * ((phase_a - np.round(phase_a)) / 0.1) ** 2)
     density += cage * (0.5 + 0.5 * lung_soft) * (0.06 * posterior + 0.03 * anterior)
 
-    # Opacities (positives): ground glass fills part of the lung air back in.
-    mask = np.zeros((size, size), dtype=bool)
-    if positive:
-        opacity, mask = _opacities(rng, lung_mask)
-        density += air * opacity  # never denser than the surrounding tissue
+    # Opacities: ground glass fills part of the lung air back in (drawn always, added when carried).
+    opacity, lesion_mask = _opacities(rng, lung_mask)
+    lesion_density = air * opacity  # never denser than the surrounding tissue
 
-    # Exposure: global gain, offset and gamma, then quantum noise with a little grain.
-    image = np.clip(density, 0.0, None) * u(1.1, 1.5) + u(-0.08, 0.08)
-    image = np.clip(image, 0.0, 1.0) ** u(0.75, 1.35)
-    image += u(0.01, 0.035) * rng.standard_normal((size, size), dtype=np.float32)
-    image += 0.015 * _smooth_noise(rng, size, sigma_px=0.7)
+    # Exposure: global gain, offset and gamma, then quantum noise with a little grain (all pointwise,
+    # so a twin without the lesions differs only where their opacity is non-zero).
+    gain, offset, gamma = u(1.1, 1.5), u(-0.08, 0.08), u(0.75, 1.35)
+    noise = u(0.01, 0.035) * rng.standard_normal((size, size), dtype=np.float32)
+    noise += 0.015 * _smooth_noise(rng, size, sigma_px=0.7)
 
-    # Marker: burned in on top of everything, pure white-ish.
-    marker_mask = _marker_mask(rng, lung_mask) if marker else np.zeros((size, size), dtype=bool)
-    image = np.where(marker_mask, u(0.88, 1.0), image)
+    # Shortcut: burned in on top of everything (drawn always, applied when carried).
+    overlay = draw_shortcut(rng, lung_mask, kind=kind)
 
-    pixels = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return Phantom(image=pixels, label=int(positive), mask=mask, lung_mask=lung_mask, marker_mask=marker_mask)
+    def expose(d: np.ndarray) -> np.ndarray:
+        return np.clip(np.clip(d, 0.0, None) * gain + offset, 0.0, 1.0) ** gamma + noise
+
+    level = overlay.burned_level(expose(density))  # judged on the clean picture: the same in every twin
+
+    def compose(with_lesions: bool, with_shortcut: bool) -> np.ndarray:
+        image = expose(density + lesion_density if with_lesions else density)
+        if with_shortcut:
+            image = np.where(overlay.mask, level, image)
+        return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+    empty = np.zeros((size, size), dtype=bool)
+    return Phantom(
+        image=compose(lesions, shortcut), label=int(label), mask=lesion_mask if lesions else empty,
+        lung_mask=lung_mask, shortcut_mask=overlay.mask if shortcut else empty,
+        lesion_footprint=opacity > 0 if lesions else empty, no_shortcut=compose(lesions, False),
+        no_lesions=compose(False, shortcut), clean=compose(False, False), shortcut_kind=kind,
+    )
 
 
 # --- rows and shards ----------------------------------------------------------------------------
 
 
 def phantom_at(config: PhantomConfig, index: int) -> Phantom:
-    """Phantom number `index` of a config: its label, marker and pixels depend on (seed, index) only."""
+    """Phantom number `index` of a config: its label, cues and pixels depend on (seed, index) only."""
     assert index >= 0, f"index must be >= 0, got {index}"
-    rng = np.random.default_rng(np.random.SeedSequence([config.seed, index]))
-    positive = bool(rng.random() < config.positive_fraction)
-    # The planted shortcut: P(marker | positive) = rate, P(marker | negative) = 1 - rate.
-    marker = bool(rng.random() < (config.shortcut_rate if positive else 1.0 - config.shortcut_rate))
-    return render_phantom(rng, size=config.size, positive=positive, marker=marker)
+    cues = np.random.default_rng(np.random.SeedSequence([config.seed, index, 0]))
+    positive = bool(cues.random() < config.positive_fraction)
+    lesions = bool(cues.random() < (config.lesion_given_positive if positive else config.lesion_given_negative))
+    shortcut = bool(cues.random() < (config.shortcut_given_positive if positive else config.shortcut_given_negative))
+    pixels = np.random.default_rng(np.random.SeedSequence([config.seed, index, 1]))
+    return render_phantom(pixels, size=config.size, label=int(positive), lesions=lesions, shortcut=shortcut,
+                          kind=config.shortcut_kind)
+
+
+def phantom_id(index: int) -> str:
+    """The image_id of phantom number `index`."""
+    return f"phantom-{index:06d}"
 
 
 def phantom_row(index: int, phantom: Phantom) -> dict[str, Any]:
-    """One input-shard row (image_id, image, label, mask, lung_mask, marker_mask), images as PNG."""
+    """One input-shard row (image_id, image, label, mask, lung_mask, shortcut_mask, shortcut_kind), images as PNG."""
     return {
-        "image_id": f"phantom-{index:06d}",
+        "image_id": phantom_id(index),
         "image": encode_png(phantom.image),
         "label": phantom.label,
         "mask": encode_png(phantom.mask),
         "lung_mask": encode_png(phantom.lung_mask),
-        "marker_mask": encode_png(phantom.marker_mask),
+        "shortcut_mask": encode_png(phantom.shortcut_mask),
+        "shortcut_kind": phantom.shortcut_kind if phantom.shortcut else None,
     }
 
 
@@ -367,7 +420,7 @@ def _outline(mask: np.ndarray) -> np.ndarray:
 
 
 def montage(phantoms: Sequence[Phantom], *, columns: int) -> Image.Image:
-    """A labelled RGB grid of phantoms: lung outline in green, lesion outline in red, marker box in yellow."""
+    """A labelled RGB grid of phantoms: lung outline in green, lesion outline in red, shortcut box in yellow."""
     assert len(phantoms) > 0 and columns > 0
     size = phantoms[0].image.shape[0]
     caption = 12
@@ -381,10 +434,10 @@ def montage(phantoms: Sequence[Phantom], *, columns: int) -> Image.Image:
         tile[_outline(ph.mask)] = (255, 40, 40)
         x0, y0 = (i % columns) * size, (i // columns) * (size + caption)
         sheet.paste(Image.fromarray(tile), (x0, y0))
-        if ph.marker_mask.any():
-            ys, xs = np.nonzero(ph.marker_mask)
+        if ph.shortcut:
+            ys, xs = np.nonzero(ph.shortcut_mask)
             box = (x0 + xs.min() - 1, y0 + ys.min() - 1, x0 + xs.max() + 1, y0 + ys.max() + 1)
             draw.rectangle(box, outline=(255, 220, 0))
-        text = "positive" if ph.label == 1 else "negative"
-        draw.text((x0 + 2, y0 + size), text + (" + marker" if ph.marker_mask.any() else ""), fill=(255, 255, 255))
+        text = ("positive" if ph.label == 1 else "negative") + (f" + {ph.shortcut_kind}" if ph.shortcut else "")
+        draw.text((x0 + 2, y0 + size), text, fill=(255, 255, 255))
     return sheet

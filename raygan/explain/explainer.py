@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 from raygan.config import InversionConfig, TraversalConfig
-from raygan.explain.attribution import MAP_NAMES, difference_map, gradcam, integrated_gradients, unavailable_maps
+from raygan.explain.attribution import (
+    MAP_NAMES, PATH_MAP, difference_map, gradcam, integrated_gradients, path_attribution, unavailable_maps,
+)
 from raygan.explain.inversion import eval_mode, invert
 from raygan.explain.traversal import traverse
 from raygan.metrics.reconstruction import per_image_mse, per_image_ssim
@@ -47,7 +49,7 @@ class Explanation:
     monotone: bool  # traversal probabilities non-decreasing within 1e-3
     spearman: float  # Spearman rho of the probabilities against alpha
     crossing_alpha: float | None  # first alpha where p reaches 0.5; None if it never does
-    maps: dict[str, torch.Tensor]  # [1, S, S] in [0, 1], keyed by MAP_NAMES ("diff" only without attributions)
+    maps: dict[str, torch.Tensor]  # [1, S, S] in [0, 1], keyed by MAP_NAMES ("diff" only without attributions); "diff" follows the walked direction
     steps_used: int  # inversion steps this image ran (fewer than configured when it stopped early)
     loss_curve: list[float]  # inversion loss per step run
     used_fallback: bool = False  # the traversal walked the mean positive direction (z2 was ~0)
@@ -137,12 +139,23 @@ class Explainer:
             mse = per_image_mse(recon, x)
             ssim = per_image_ssim(recon, x)  # on [0, 1]: SSIM's luminance term needs non-negative data
         trav = traverse(g, c, inv.z1, inv.z2, config=self.traversal)
-        maps = {"diff": difference_map(recon, counterfactual)}
+        # The map shows what the traversal walks: G(z1, z2) - G(z1, 0) along the image's own z2, and
+        # G(z1, d) - G(z1, 0) along the mean positive direction d where the traversal fell back to it
+        # (there z2 ~ 0, so the reconstruction and the counterfactual barely differ).
+        walked_end = recon
+        if bool(trav.used_fallback.any()):
+            with torch.no_grad(), eval_mode(g):
+                fallback = trav.used_fallback.to(self.device)
+                ends = g(inv.z1, trav.direction.to(self.device, inv.z2.dtype))
+            walked_end = torch.where(fallback[:, None, None, None], ends, recon)
+        maps = {"diff": difference_map(walked_end, counterfactual)}
         if self.attributions:
             if "gradcam" not in self.maps_skipped:
                 maps["gradcam"] = gradcam(c, x)
             if "ig" not in self.maps_skipped:
                 maps["ig"] = integrated_gradients(c, x)
+            # Input gradients along the traversal only: every classifier allows it (TorchScript, no captum).
+            maps[PATH_MAP] = path_attribution(c, trav.frames.to(self.device))
         # One device-to-host copy per tensor, not one per image and field.
         cpu = {k: v.detach().cpu() for k, v in maps.items()}
         recon, counterfactual = recon.float().cpu(), counterfactual.float().cpu()

@@ -5,13 +5,18 @@ Per image the loss is
     a * MSE(G(z), x) + b * BCE(p_C(G(z)), p_C(x))                                  (Eq. 2)
     + w_cf * p_C(x) * -log(1 - p_C(G(z1, 0)))      counterfactual term (raygan)
     + w_z1 * ||z1||^2 / dim(z1)                    prior term (raygan)
+    + w_f * mean_l ||phi_l(G(z)) - phi_l(x)||^2 / ||phi_l(x)||^2    classifier-view term (raygan)
 
 with MSE the mean over that image's pixels and p_C(x) computed once without gradient. The
 counterfactual term asks that switching the class latent off (z2 = 0) gives an image the
 classifier calls negative, which is what the paper's counterfactual promises; it is weighted by
 p_C(x) (soft, so nothing jumps at p = 0.5): a clearly positive image gets the full term, a
 clearly negative one (whose z2 should be ~0 anyway) almost none. The prior keeps z1 near the
-shell G was trained on. Both default to 0 in the authors' recipe (`AUTHORS_INVERSION`).
+shell G was trained on. The view term (phi_l: the classifier's last convolution and penultimate
+features, `raygan.explain.classifier_view`) asks the reconstruction to show the classifier what x
+shows it, where in the image included: the BCE term alone is met by any image with the same p,
+e.g. one that paints the lungs instead of drawing the small marker the classifier reads. All
+three default to 0 in the authors' recipe (`AUTHORS_INVERSION`).
 
 Batch independence: per-image losses are summed (never averaged) over the batch, Adam works
 element-wise, G and C run in eval mode (batch norm uses running statistics), each image's
@@ -32,6 +37,7 @@ import torch
 from torch import nn
 
 from raygan.config import InversionConfig
+from raygan.explain.classifier_view import captured_view, view_distance
 from raygan.models.frozen import FrozenClassifier
 
 LossCallback = Callable[[int, torch.Tensor], None]
@@ -112,11 +118,17 @@ def per_image_loss(
     p_x: torch.Tensor,
     *,
     config: InversionConfig,
+    view_x: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """The inversion loss of each row, [M], in fp32 (the module docstring gives the terms)."""
+    """The inversion loss of each row, [M], in fp32 (the module docstring gives the terms).
+
+    `view_x` is the classifier's view of x (`target_view`), needed when config.feature_weight > 0.
+    """
     m = z1.shape[0]
     cf = config.counterfactual_weight > 0
-    with autocast(x.device, config.precision):
+    view = config.feature_weight > 0 and bool(view_x)
+    with autocast(x.device, config.precision), (
+            captured_view(classifier.model) if view else contextlib.nullcontext([])) as found:
         if cf:
             # One pass for G(z1, z2) and G(z1, 0): the counterfactual costs no extra launch.
             images = generator(torch.cat([z1, z1]), torch.cat([z2, torch.zeros_like(z2)]))  # [2M, C, S, S]
@@ -131,7 +143,18 @@ def per_image_loss(
         loss = loss + config.counterfactual_weight * p_x * -log_not_p[m:]
     if config.z1_prior_weight > 0:
         loss = loss + config.z1_prior_weight * z1.float().pow(2).mean(dim=1)
+    if view:
+        assert view_x is not None
+        loss = loss + config.feature_weight * view_distance([f[:m] for f in found], view_x)
     return loss
+
+
+@torch.no_grad()
+def target_view(classifier: FrozenClassifier, x: torch.Tensor) -> list[torch.Tensor]:
+    """The classifier's view of images x [M, C, S, S] (empty when the model has no hookable layers)."""
+    with captured_view(classifier.model) as found:
+        classifier(x)
+    return [f.float() for f in found]
 
 
 def _learning_rate(config: InversionConfig, step: int) -> float:
@@ -175,6 +198,10 @@ def invert(
         x = images.float().repeat_interleave(r, dim=0)  # [M, C, S, S]: the restarts of image i are rows i*R..i*R+R-1
         with torch.no_grad(), autocast(device, config.precision):
             p_x = classifier.p_positive(x).float()  # [M], the BCE target, computed once
+        view_x = target_view(classifier, x) if config.feature_weight > 0 else None  # the view term's target
+        if config.feature_weight > 0 and not view_x:
+            raise ValueError("feature_weight > 0 needs a classifier with hookable Conv2d/Linear layers "
+                             f"(format {classifier.spec.format!r} has none); set feature_weight = 0")
         optimiser = torch.optim.Adam([z1, z2], lr=config.lr)
         early = config.early_stop_tol > 0
         curve = torch.full((m, config.steps), float("nan"), device=device)
@@ -188,7 +215,8 @@ def invert(
             for group in optimiser.param_groups:
                 group["lr"] = _learning_rate(config, t)
             optimiser.zero_grad(set_to_none=True)
-            loss = per_image_loss(generator, classifier, z1[active], z2[active], x[active], p_x[active], config=config)
+            loss = per_image_loss(generator, classifier, z1[active], z2[active], x[active], p_x[active], config=config,
+                                  view_x=[v[active] for v in view_x] if view_x else None)
             loss_d = loss.detach()
             curve[active, t] = loss_d
             if early:
@@ -217,7 +245,7 @@ def invert(
                     break
                 active = (~stopped).nonzero().squeeze(1)
         with torch.no_grad():
-            final = per_image_loss(generator, classifier, z1, z2, x, p_x, config=config).view(n, r)  # [N, R]
+            final = per_image_loss(generator, classifier, z1, z2, x, p_x, config=config, view_x=view_x).view(n, r)  # [N, R]
     best = final.nan_to_num(float("inf")).argmin(dim=1)  # [N]
     rows = torch.arange(n, device=device) * r + best
     return Inversion(
@@ -231,5 +259,5 @@ def invert(
 
 __all__ = [
     "Inversion", "LossCallback", "autocast", "eval_mode", "image_key", "initial_latents", "invert",
-    "log_p_and_log_not_p", "per_image_loss", "start_seed",
+    "log_p_and_log_not_p", "per_image_loss", "start_seed", "target_view",
 ]

@@ -37,7 +37,7 @@ from raygan.explain.explainer import Explainer, Explanation
 RESULTS_DIR = "results"
 ARTIFACTS_DIR = "artifacts"
 INPUT_COLUMNS = ("image_id", "image", "label")  # input columns with a fixed place; the rest pass through
-ARTIFACTS = ("figure", "reconstruction", "counterfactual", "traversal", "diff", "gradcam", "ig")
+ARTIFACTS = ("figure", "reconstruction", "counterfactual", "traversal", "diff", "gradcam", "ig", "path")
 
 _F32_LIST = pa.list_(pa.float32())
 RESULT_SCHEMA = pa.schema([
@@ -58,6 +58,9 @@ RESULT_SCHEMA = pa.schema([
     ("monotone", pa.bool_()),
     ("spearman", pa.float64()),
     ("crossing_alpha", pa.float64()),
+    ("used_fallback", pa.bool_()),
+    ("steps_used", pa.int64()),
+    ("final_loss", pa.float64()),
     *[(f"uri_{name}", pa.string()) for name in ARTIFACTS],
     ("target_class", pa.string()),
     ("warning", pa.string()),
@@ -65,6 +68,19 @@ RESULT_SCHEMA = pa.schema([
     ("bundle_class_consistency", pa.float64()),
     ("bundle_frechet", pa.float64()),
 ])
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".tif", ".tiff", ".bmp", ".webp", ".dcm")  # folder input:
+# files with these suffixes become rows (those the codec refuses become error rows, never silently missing)
+FAILURES_KEPT = 20  # error rows whose reason an ExplainSummary keeps for printing
+
+
+@dataclass(frozen=True)
+class RowFailure:
+    """One row written with status "error" and why."""
+
+    image_id: str  # the row's image_id
+    error: str  # the message in its error column
 
 
 @dataclass(frozen=True)
@@ -79,12 +95,22 @@ class ExplainSummary:
     images_per_s: float  # (ok + error) / seconds
     bundle_id: str  # the bundle_id of the rows written
     results_uri: str  # the results directory, <out>/results
+    failures: tuple[RowFailure, ...] = ()  # the first FAILURES_KEPT error rows of this run, with their reasons
+    retried: int = 0  # earlier error rows explained again (retry_errors) and replaced by this run's rows
 
     def describe(self) -> str:
         """One line for people: counts, time, rate and where the results are."""
+        retried = f" ({self.retried} earlier error(s) retried)" if self.retried else ""
         return (f"bundle_id {self.bundle_id}: {self.rows_in} row(s) in, {self.ok} explained, {self.error} error(s), "
-                f"{self.skipped} already done; {self.seconds:.1f} s ({self.images_per_s:.2f} images/s); "
+                f"{self.skipped} already done{retried}; {self.seconds:.1f} s ({self.images_per_s:.2f} images/s); "
                 f"results in {self.results_uri}")
+
+    def failure_lines(self) -> list[str]:
+        """One line per kept failure (and how many more there were), for the terminal."""
+        lines = [f"error: {f.image_id}: {f.error}" for f in self.failures]
+        if self.error > len(self.failures):
+            lines.append(f"... and {self.error - len(self.failures)} more error row(s) in {self.results_uri}")
+        return lines
 
 
 def passthrough_name(name: str) -> str:
@@ -118,7 +144,7 @@ def write_artifacts(
         "counterfactual": png_bytes(expl.counterfactual, kind="image"),
         "traversal": traversal_strip(expl.traversal_frames, expl.traversal_probs, expl.traversal_alphas),
     }
-    for name in ("diff", "gradcam", "ig"):
+    for name in ("diff", "gradcam", "ig", "path"):
         if name in expl.maps:
             pictures[name] = png_bytes(expl.maps[name], kind="map")
     uris: dict[str, str | None] = {f"uri_{name}": None for name in ARTIFACTS}
@@ -156,6 +182,9 @@ def _ok_fields(expl: Explanation) -> dict[str, Any]:
         "monotone": expl.monotone,
         "spearman": expl.spearman,
         "crossing_alpha": expl.crossing_alpha,
+        "used_fallback": expl.used_fallback,
+        "steps_used": expl.steps_used,
+        "final_loss": expl.extras.get("final_loss"),
     }
 
 
@@ -214,24 +243,67 @@ def write_results(
     return storage.write_parquet(pa.Table.from_pylist(rows, schema=schema), uri, settings)
 
 
-def existing_keys(out_uri: str, *, settings: storage.StorageSettings | None = None) -> set[tuple[str, str]]:
-    """(image_id, bundle_id) of every row already under `<out>/results/` (reads those two columns only)."""
+def existing_keys(out_uri: str, *, settings: storage.StorageSettings | None = None,
+                  ok_only: bool = False) -> set[tuple[str, str]]:
+    """(image_id, bundle_id) of every row already under `<out>/results/` (of the "ok" rows with `ok_only`)."""
     keys: set[tuple[str, str]] = set()
     for uri in storage.list_files(storage.join(out_uri, RESULTS_DIR), suffix=".parquet", settings=settings):
         fs, path = storage.filesystem(uri, settings)
-        table = pq.read_table(path, filesystem=fs, columns=["image_id", "bundle_id"])
-        keys.update(zip(table["image_id"].to_pylist(), table["bundle_id"].to_pylist()))
+        table = pq.read_table(path, filesystem=fs, columns=["image_id", "bundle_id", "status"])
+        ids, bundles, status = (table[c].to_pylist() for c in ("image_id", "bundle_id", "status"))
+        keys.update((i, b) for i, b, s in zip(ids, bundles, status, strict=True) if not ok_only or s == "ok")
     return keys
 
 
+def result_files(out_uri: str, *, settings: storage.StorageSettings | None = None) -> list[str]:
+    """The Parquet files under `<out>/results/`."""
+    return storage.list_files(storage.join(out_uri, RESULTS_DIR), suffix=".parquet", settings=settings)
+
+
+def drop_rows(files: list[str], keys: set[tuple[str, str]], *, status: str,
+              settings: storage.StorageSettings | None = None) -> int:
+    """Rewrite those of the result `files` holding rows with these (image_id, bundle_id) keys and `status`
+    without them (atomically, file by file); returns the rows dropped. Used after a retry wrote their new rows."""
+    import pyarrow.compute as pc
+
+    dropped = 0
+    for uri in files:
+        fs, path = storage.filesystem(uri, settings)
+        table = pq.read_table(path, filesystem=fs)
+        hit = pa.array([(i, b) in keys and s == status for i, b, s in zip(
+            table["image_id"].to_pylist(), table["bundle_id"].to_pylist(), table["status"].to_pylist(), strict=True)],
+            type=pa.bool_())
+        n = pc.sum(hit).as_py() or 0
+        if n:
+            storage.write_parquet(table.filter(pc.invert(hit)), uri, settings)
+            dropped += n
+    return dropped
+
+
+def _image_rows(files: list[str], root: str, *, settings: storage.StorageSettings | None) -> pa.Table:
+    """Image files as input rows: image_id = the path under `root` without its suffix ('/' kept)."""
+    prefix = str(root).rstrip("/") + "/"
+    ids = [PurePosixPath(f[len(prefix):] if f.startswith(prefix) else PurePosixPath(f).name).with_suffix("").as_posix()
+           for f in files]
+    return pa.table({"image_id": ids, "image": [storage.read_bytes(f, settings=settings) for f in files]},
+                    schema=pa.schema([("image_id", pa.string()), ("image", pa.binary())]))
+
+
 def read_input(input_uri: str, *, settings: storage.StorageSettings | None = None) -> pa.Table:
-    """Input shards under a prefix or one .parquet file; any other single file is one image named by its stem."""
+    """Input shards under a prefix or one .parquet file; one image file (named by its stem); or a folder
+    of image files without shards (each named by its path under the folder, without the suffix)."""
     files = storage.list_files(input_uri, settings=settings)
+    if not files:
+        raise FileNotFoundError(f"no such file or folder (or an empty one): {input_uri}")
     single = len(files) == 1 and files[0].rstrip("/") == str(input_uri).rstrip("/")
     if single and not str(input_uri).lower().endswith(".parquet"):
-        stem = PurePosixPath(str(input_uri).rstrip("/")).stem
-        return pa.table({"image_id": [stem], "image": [storage.read_bytes(input_uri, settings=settings)]},
-                        schema=pa.schema([("image_id", pa.string()), ("image", pa.binary())]))
+        return _image_rows(files, str(PurePosixPath(str(input_uri).rstrip("/")).parent), settings=settings)
+    if not any(f.endswith(".parquet") for f in files):
+        images = [f for f in files if f.lower().endswith(IMAGE_SUFFIXES)]
+        if not images:
+            raise FileNotFoundError(f"no .parquet shards and no image files ({', '.join(IMAGE_SUFFIXES)}) under "
+                                    f"{input_uri}")
+        return _image_rows(images, str(input_uri), settings=settings)
     return read_table(input_uri, settings=settings)
 
 
@@ -244,46 +316,60 @@ def explain_shards(
     rows_per_file: int = 1024,
     settings: storage.StorageSettings | None = None,
     progress: bool = True,
+    retry_errors: bool = False,
 ) -> ExplainSummary:
-    """Explain every row of the input shards (or one image file) into `<out>` in one process.
+    """Explain every row of the input shards, image folder or image file into `<out>` in one process.
 
-    Rows already explained by this bundle_id are skipped; results are flushed to a new Parquet
-    file every `rows_per_file` rows, so an interrupted run keeps most of its work.
+    Rows already explained by this bundle_id are skipped (with `retry_errors`, earlier "error"
+    rows are explained again, and the old error rows are removed once the new rows are written);
+    results are flushed to a new Parquet file every `rows_per_file` rows, so an interrupted run
+    keeps most of its work.
     """
-    from tqdm import tqdm
+    from raygan import console
 
     if batch_size < 1 or rows_per_file < 1:
         raise ValueError(f"batch_size and rows_per_file must be >= 1, got {batch_size} and {rows_per_file}")
     start = time.monotonic()
     table = read_input(input_uri, settings=settings)
     schema = result_schema(table.schema)
-    done = existing_keys(out_uri, settings=settings)
+    earlier_files = result_files(out_uri, settings=settings)  # the files a retry may rewrite (not this run's)
+    done = existing_keys(out_uri, settings=settings, ok_only=retry_errors)
+    earlier = existing_keys(out_uri, settings=settings) - done if retry_errors else set()
     ids = table["image_id"].to_pylist()
     todo = [i for i, image_id in enumerate(ids) if (image_id, explainer.bundle_id) not in done]
     ok = error = 0
+    failures: list[RowFailure] = []
     buffer: list[dict[str, Any]] = []
-    with tqdm(total=len(todo), unit="img", desc="explain", disable=not progress) as bar:
-        for lo in range(0, len(todo), batch_size):
-            rows = explain_rows(table.take(todo[lo:lo + batch_size]), out_uri, explainer=explainer, skip=set(),
-                                settings=settings)
-            ok += sum(r["status"] == "ok" for r in rows)
-            error += sum(r["status"] == "error" for r in rows)
-            buffer.extend(rows)
-            if len(buffer) >= rows_per_file:
-                write_results(buffer, out_uri, schema=schema, settings=settings)
-                buffer = []
-            bar.update(len(rows))
+    bar = console.progress(desc="explain", total=len(todo), unit="img", disable=not progress)
+    for lo in range(0, len(todo), batch_size):
+        rows = explain_rows(table.take(todo[lo:lo + batch_size]), out_uri, explainer=explainer, skip=set(),
+                            settings=settings)
+        ok += sum(r["status"] == "ok" for r in rows)
+        error += sum(r["status"] == "error" for r in rows)
+        failures += [RowFailure(r["image_id"], r["error"]) for r in rows if r["status"] == "error"]
+        buffer.extend(rows)
+        if len(buffer) >= rows_per_file:
+            write_results(buffer, out_uri, schema=schema, settings=settings)
+            buffer = []
+        bar.update(len(rows))
+    bar.close()
     if buffer:
         write_results(buffer, out_uri, schema=schema, settings=settings)
+    retried = {(ids[i], explainer.bundle_id) for i in todo} & earlier
+    if retried:  # only now, after their new rows are written: a crash before this leaves both, never neither
+        drop_rows(earlier_files, retried, status="error", settings=settings)
     seconds = time.monotonic() - start
     return ExplainSummary(
         rows_in=len(ids), ok=ok, error=error, skipped=len(ids) - len(todo), seconds=seconds,
         images_per_s=(ok + error) / seconds if seconds > 0 else 0.0, bundle_id=explainer.bundle_id,
-        results_uri=storage.join(out_uri, RESULTS_DIR),
+        results_uri=storage.join(out_uri, RESULTS_DIR), failures=tuple(failures[:FAILURES_KEPT]),
+        retried=len(retried),
     )
 
 
 __all__ = [
-    "ARTIFACTS", "ExplainSummary", "RESULT_SCHEMA", "artifact_dir", "existing_keys", "explain_rows",
-    "explain_shards", "read_input", "result_schema", "write_artifacts", "write_results",
+    "ARTIFACTS", "ExplainSummary", "IMAGE_SUFFIXES", "RESULT_SCHEMA", "RowFailure", "artifact_dir", "drop_rows",
+    "existing_keys", "explain_rows", "explain_shards", "read_input", "result_files", "result_schema",
+    "write_artifacts",
+    "write_results",
 ]

@@ -18,7 +18,7 @@ from raygan.metrics.faithfulness import Faithfulness, deletion_insertion
 from raygan.metrics.flip_rate import FlipRate, flip_rate
 from raygan.metrics.frechet import FrechetDistance, classifier_frechet, frechet_distance
 from raygan.metrics.localisation import Localisation, localisation
-from raygan.metrics.marker_mass import MapMass, border_mass, marker_mass, outside_lung_mass
+from raygan.metrics.mass import MapMass, border_mass, shortcut_mass, outside_lung_mass
 from raygan.metrics.monotone import Monotone, monotone_share
 from raygan.metrics.reconstruction import Proximity, Reconstruction, proximity, reconstruction_quality
 from raygan.metrics.sanity import Sanity, model_randomisation
@@ -61,8 +61,8 @@ METRICS: dict[str, Metric] = dict([
     _metric("localisation", localisation, Localisation, "map",
             "phantom lesions: pointing game and AUPRC of map-ranked pixels vs the lesion mask; "
             "chance = mask fraction (higher is better)"),
-    _metric("marker_mass", marker_mass, MapMass, "map",
-            "share of map mass on the planted shortcut marker (high = the classifier uses the shortcut)"),
+    _metric("shortcut_mass", shortcut_mass, MapMass, "map",
+            "share of map mass on the planted shortcut, marker or stamp (high = the map points at the shortcut)"),
     _metric("border_mass", border_mass, MapMass, "map",
             "share of map mass near the image border, where markers and collimation edges sit (high = suspicious)"),
     _metric("outside_lung_mass", outside_lung_mass, MapMass, "map",
@@ -78,6 +78,6 @@ METRICS: dict[str, Metric] = dict([
 __all__ = [
     "METRICS", "ClassConsistency", "Faithfulness", "FlipRate", "FrechetDistance", "Localisation", "MapMass", "Metric",
     "Monotone", "Proximity", "Reconstruction", "Sanity", "Scope", "border_mass", "class_consistency",
-    "classifier_frechet", "deletion_insertion", "flip_rate", "frechet_distance", "localisation", "marker_mass",
+    "classifier_frechet", "deletion_insertion", "flip_rate", "frechet_distance", "localisation", "shortcut_mass",
     "model_randomisation", "monotone_share", "outside_lung_mass", "proximity", "reconstruction_quality",
 ]

@@ -1,4 +1,12 @@
-"""The real/fake discriminator D (separate from the classifier being explained)."""
+"""The real/fake discriminator D (separate from the classifier being explained).
+
+With `GanConfig.d_condition = "classifier"` D is a projection discriminator (Miyato & Koyama
+2018): D(x, c) = w . h(x) + e_c . h(x), where c is the class of the image as the frozen classifier
+calls it (a real image's call by C, a generated image's class fed to G). D then asks G(z1, 0) to
+look like the real images C calls negative and G(z1, z2) like those C calls positive, so the class
+latent learns everything that separates the two in C's eyes, not only the first way found to move
+C's output (the idea of Singla et al. 2020, a GAN conditioned on the classifier's decision).
+"""
 
 from __future__ import annotations
 
@@ -47,11 +55,20 @@ class Discriminator(nn.Module):
             features = cin * 16
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(features, 1)
+        self.embed = nn.Embedding(2, features) if config.d_condition == "classifier" else None
         self.apply(init_weights)
+        if self.embed is not None:
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+        """Real/fake logits [N]; a conditional D also needs `classes` [N] (0 = negative, 1 = positive)."""
         assert x.ndim == 4 and x.shape[1] == self.config.channels, x.shape  # [N, C, S, S]
-        return self.head(self.body(x).flatten(1)).squeeze(1)  # [N]
+        h = self.body(x).flatten(1)  # [N, F]
+        logit = self.head(h).squeeze(1)  # [N]
+        if self.embed is not None:
+            assert classes is not None and classes.shape == (x.shape[0],), "a conditional D needs classes [N]"
+            logit = logit + (self.embed(classes.long()) * h).sum(dim=1)
+        return logit
 
 
 def build_discriminator(config: GanConfig) -> Discriminator:

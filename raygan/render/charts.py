@@ -49,23 +49,28 @@ def group_colour(key: Any, index: int) -> str:
     return OTHER_COLOURS[index % len(OTHER_COLOURS)]
 
 
-def _probability_axes(ax: Any, alphas: Sequence[float]) -> None:
+RECONSTRUCTION_END = "1 = reconstruction"
+FALLBACK_END = "1 = end of the mean positive direction, not the reconstruction"
+
+
+def _probability_axes(ax: Any, alphas: Sequence[float], *, end: str = RECONSTRUCTION_END) -> None:
     hi = max([1.0, *[float(a) for a in alphas]])
     if hi > 1.0:  # past alpha = 1 the traversal extrapolates beyond the reconstruction
         ax.axvspan(1.0, hi, color="#f6f8fa", zorder=0)
     ax.axhline(0.5, **THRESHOLD_STYLE)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlim(min(0.0, *[float(a) for a in alphas]), hi)
-    ax.set_xlabel("α  (0 = counterfactual, 1 = reconstruction)", fontsize=9.5, color="#3d444d")
+    ax.set_xlabel(f"α  (0 = counterfactual, {end})", fontsize=9.5, color="#3d444d")
     ax.set_ylabel("p(positive)", fontsize=9.5, color="#3d444d")
 
 
 def probability_curve_png(alphas: Sequence[float], probs: Sequence[float], *, crossing_alpha: float | None = None,
-                          colour: str = "#b2182b") -> bytes:
-    """One traversal: p(positive) against alpha, the 0.5 threshold, and where it is crossed."""
+                          colour: str = "#b2182b", used_fallback: bool = False) -> bytes:
+    """One traversal: p(positive) against alpha, the 0.5 threshold, and where it is crossed. A fallback
+    traversal (`used_fallback`: it walked the mean positive direction) says its alpha = 1 is no reconstruction."""
     assert len(alphas) == len(probs), f"{len(alphas)} alphas but {len(probs)} probabilities"
     fig, (ax,) = _figure(4.0, 2.5)
-    _probability_axes(ax, alphas)
+    _probability_axes(ax, alphas, end=FALLBACK_END if used_fallback else RECONSTRUCTION_END)
     ax.plot(alphas, probs, color=colour, linewidth=1.8, marker="o", markersize=3.5)
     if crossing_alpha is not None and math.isfinite(crossing_alpha):
         ax.axvline(crossing_alpha, color=colour, linewidth=0.8, alpha=0.5)

@@ -39,7 +39,7 @@ THUMB = 64  # px, map thumbnails in the shortcut table
 _COLUMNS = (  # what the report reads; everything else (z1, z2, images) stays in Arrow
     "image_id", "label", "status", "error", "bundle_id", "p_input", "p_reconstruction", "p_counterfactual",
     "recon_mse", "recon_ssim", "traversal_alphas", "traversal_probs", "monotone", "spearman", "crossing_alpha",
-    "uri_figure", "uri_diff", "uri_gradcam", "uri_ig", "lung_mask", "marker_mask",
+    "uri_figure", "uri_diff", "uri_gradcam", "uri_ig", "uri_path", "lung_mask", "shortcut_mask",
     "target_class", "warning", "maps_skipped", "bundle_class_consistency", "bundle_frechet",
 )
 
@@ -61,7 +61,7 @@ class GroupStats:
     monotone: int  # rows whose traversal is monotone
     crossed: int  # rows whose traversal reaches p = 0.5
     median_crossing: float  # median crossing alpha of the rows that cross (nan if none)
-    with_marker: int | None  # rows whose marker_mask is non-empty; None without that column
+    with_shortcut: int | None  # rows whose shortcut_mask is non-empty; None without that column
 
 
 def _f(value: Any) -> float:
@@ -78,16 +78,16 @@ def _ratio(num: int, den: int) -> float:
     return num / den if den else math.nan
 
 
-def marker_flags(rows: Sequence[Mapping[str, Any]]) -> dict[str, bool] | None:
-    """image_id -> whether its marker_mask is non-empty; None without a marker_mask column."""
-    if not rows or "marker_mask" not in rows[0]:
+def shortcut_flags(rows: Sequence[Mapping[str, Any]]) -> dict[str, bool] | None:
+    """image_id -> whether its shortcut_mask is non-empty; None without a shortcut_mask column."""
+    if not rows or "shortcut_mask" not in rows[0]:
         return None
-    return {r["image_id"]: r["marker_mask"] is not None and bool(decode_mask(r["marker_mask"]).any()) for r in rows}
+    return {r["image_id"]: r["shortcut_mask"] is not None and bool(decode_mask(r["shortcut_mask"]).any()) for r in rows}
 
 
 def group_stats(rows: Sequence[Mapping[str, Any]], key: int | None, *,
                 markers: Mapping[str, bool] | None = None) -> GroupStats:
-    """GroupStats of ok result rows (dicts of the results contract); `markers` from `marker_flags`."""
+    """GroupStats of ok result rows (dicts of the results contract); `markers` from `shortcut_flags`."""
     p_in = [_f(r.get("p_input")) for r in rows]
     p_cf = [_f(r.get("p_counterfactual")) for r in rows]
     positive = [i for i, p in enumerate(p_in) if p > 0.5]
@@ -97,7 +97,7 @@ def group_stats(rows: Sequence[Mapping[str, Any]], key: int | None, *,
         called_positive=len(positive), flipped=sum(p_cf[i] < 0.5 for i in positive),
         monotone=sum(bool(r.get("monotone")) for r in rows), crossed=len(crossings),
         median_crossing=statistics.median(crossings) if crossings else math.nan,
-        with_marker=None if markers is None else sum(markers[r["image_id"]] for r in rows),
+        with_shortcut=None if markers is None else sum(markers[r["image_id"]] for r in rows),
     )
 
 
@@ -173,9 +173,9 @@ def _summary(all_rows: Sequence[Mapping[str, Any]], total: GroupStats, groups: S
     ]
     headers = ["group", "images", "mean p(input)", "mean p(counterfactual)", "flip rate", "monotone",
                "reaches 0.5", "median crossing α"]
-    with_marker = total.with_marker is not None
-    if with_marker:
-        headers.append("with marker")
+    with_shortcut = total.with_shortcut is not None
+    if with_shortcut:
+        headers.append("with shortcut")
     rows = []
     for g in [*groups, total]:
         name = "all" if g is total else _group_name(g.key)
@@ -183,8 +183,8 @@ def _summary(all_rows: Sequence[Mapping[str, Any]], total: GroupStats, groups: S
                f"{H.pct(_ratio(g.flipped, g.called_positive))} "
                f"<span class=note>({g.flipped}/{g.called_positive})</span>",
                H.pct(_ratio(g.monotone, g.n)), H.pct(_ratio(g.crossed, g.n)), H.fmt(g.median_crossing, digits=2)]
-        if with_marker:
-            row.append(H.pct(_ratio(g.with_marker or 0, g.n)))
+        if with_shortcut:
+            row.append(H.pct(_ratio(g.with_shortcut or 0, g.n)))
         rows.append(row)
     return (
         "<h2>Summary</h2>" + H.cards(items) + "<h3>By label</h3>"
@@ -269,15 +269,15 @@ class ScoredImage:
 
 
 def score_images(rows: Sequence[Mapping[str, Any]], maps: Maps, names: Sequence[str]) -> list[ScoredImage]:
-    """Region shares of every row that has maps, highest edge share first (lung/marker masks from their columns)."""
+    """Region shares of every row that has maps, highest edge share first (lung/shortcut masks from their columns)."""
     scored = []
     for r in rows:
         own = maps.get(r["image_id"], {})
         if not any(n in own for n in names):
             continue
         lung = decode_mask(r["lung_mask"]) if r.get("lung_mask") else None
-        marker = decode_mask(r["marker_mask"]) if r.get("marker_mask") else None
-        masses = {n: map_mass(own[n], lung_mask=lung, marker_mask=marker) for n in names if n in own}
+        shortcut = decode_mask(r["shortcut_mask"]) if r.get("shortcut_mask") else None
+        masses = {n: map_mass(own[n], lung_mask=lung, shortcut_mask=shortcut) for n in names if n in own}
         edges = [m.edge for m in masses.values() if math.isfinite(m.edge)]
         scored.append(ScoredImage(max(edges) if edges else -1.0, r, masses))
     scored.sort(key=lambda item: item.score, reverse=True)
@@ -285,7 +285,7 @@ def score_images(rows: Sequence[Mapping[str, Any]], maps: Maps, names: Sequence[
 
 
 _FIELDS = (("edge", "border+corners"), ("corners", "corners"), ("outside_lung", "outside lungs"),
-           ("on_marker", "on marker"))
+           ("on_shortcut", "on shortcut"))
 
 
 def _region_summary(scored: Sequence[ScoredImage], names: Sequence[str]) -> str:
@@ -344,7 +344,7 @@ def _shortcuts(rows: Sequence[Mapping[str, Any]], maps: Maps, names: Sequence[st
         f"<h3>Where the mass falls</h3>"
         f'<p class="note">Share of each map\'s mass within {BORDER_FRACTION:.0%} of an edge or in the '
         f"{CORNER_FRACTION:.0%} corner squares (where burned-in markers live), outside the lung fields and on the "
-        f"marker (where the input has those masks). A map with no preference puts "
+        f"planted shortcut (where the input has those masks). A map with no preference puts "
         f"{uniform_edge_share(*shape):.0%} of its mass at the border and corners.</p>"
         + _region_summary(scored, names)
         + f"<h3>Images whose maps look at the border and corners (top {min(top_k, len(scored))} of {len(scored)})</h3>"
@@ -374,12 +374,15 @@ def _status(all_rows: Sequence[Mapping[str, Any]]) -> str:
 
 def dataset_report(results: pa.Table, *, title: str = "raygan dataset report", artifact_base: str | None = None,
                    maps: Maps | None = None, reader: Reader | None = None, bundle_id: str | None = None,
-                   map_names: Sequence[str] = MAP_NAMES, top_k: int = TOP_K) -> str:
+                   map_names: Sequence[str] = MAP_NAMES, top_k: int = TOP_K,
+                   audit: Sequence[Any] | None = None) -> str:
     """One self-contained HTML page for a results table (DESIGN.md's results contract).
 
     Maps come from `maps` (image_id -> name -> [H, W]) or are read through `reader` from the
     uri_<name> columns; with neither, the map sections are left out. `artifact_base` rewrites figure
     links (e.g. "." for a report written beside the artifacts); `bundle_id` picks one bundle's rows.
+    `audit` (`raygan.fidelity.audit.RegionAudit`s) adds the shortcut verdicts; without it the page
+    says what a verdict needs.
     """
     missing = [c for c in ("image_id", "status") if c not in results.column_names]
     if missing:
@@ -390,7 +393,7 @@ def dataset_report(results: pa.Table, *, title: str = "raygan dataset report", a
     all_rows = results.select([c for c in _COLUMNS if c in results.column_names]).to_pylist()
     ok = [r for r in all_rows if r.get("status") == "ok"]
     groups = _groups(ok)
-    markers = marker_flags(ok)  # decoded once: the marker masks are the slowest column to read
+    markers = shortcut_flags(ok)  # decoded once: the shortcut masks are the slowest column to read
     stats = [group_stats(rows, k, markers=markers) for k, rows in groups.items()]
     body = [_quality(all_rows), _summary(all_rows, group_stats(ok, None, markers=markers), stats)]
     if ok:
@@ -400,6 +403,10 @@ def dataset_report(results: pa.Table, *, title: str = "raygan dataset report", a
                     + _shortcuts(ok, maps, map_names, artifact_base=artifact_base, top_k=top_k))
     elif ok:
         body.append('<h2>Where the maps look</h2><p class="note">No attribution maps were given or found.</p>')
+    from raygan.render.report import audit_section
+
+    body.append("<h2>Shortcut audit: what the classifier relies on, and which map says so</h2>"
+                + audit_section(list(audit or [])))
     body.append(_status(all_rows))
     return H.page(title, "".join(body), subtitle=f"{len(all_rows):,} result rows · {len(ok):,} explained")
 
@@ -436,11 +443,14 @@ def read_results(uri: str, *, settings: Any = None) -> pa.Table:
 
 
 def write_dataset_report(results_uri: str, out_uri: str, *, artifact_base: str | None = None,
-                         bundle_id: str | None = None, title: str | None = None, settings: Any = None) -> str:
+                         bundle_id: str | None = None, title: str | None = None, settings: Any = None,
+                         bundle_uri: str | None = None, input_uri: str | None = None) -> str:
     """Read results (and their map PNGs), write the dataset report's HTML; returns the URI written.
 
     `out_uri` is an .html file or a directory (report.html inside it). A report written into the
     output root links its figures relatively ("./artifacts/..."), so the folder can be moved or synced.
+    With `bundle_uri` (its classifier) and `input_uri` (the explained shards: images and any *_mask
+    columns) the page gains the shortcut audit: reliance by intervention beside each map's verdict.
     """
     from raygan import storage
 
@@ -448,12 +458,24 @@ def write_dataset_report(results_uri: str, out_uri: str, *, artifact_base: str |
     target = out_uri if out_uri.endswith((".html", ".htm")) else storage.join(out_uri, "report.html")
     if artifact_base is None and storage.join(root, "report.html").rsplit("/", 1)[0] == target.rsplit("/", 1)[0]:
         artifact_base = "."
+    results = select_bundle(read_results(results_uri, settings=settings), bundle_id)
+    reader: Reader = lambda uri: storage.read_bytes(uri, settings)  # noqa: E731
+    maps = load_maps(results, reader, names=("diff", "path", "gradcam", "ig"))
+    audit = None
+    if bundle_uri is not None and input_uri is not None:
+        from raygan.bundle import load_bundle
+        from raygan.data.shards import read_table
+        from raygan.fidelity.audit import audit_shards
+
+        bundle = load_bundle(bundle_uri, settings=settings)
+        audit = audit_shards(bundle.classifier, read_table(input_uri, settings=settings), maps,
+                             size=bundle.gan.image_size, channels=bundle.gan.channels)
     text = dataset_report(
-        read_results(results_uri, settings=settings),
+        results,
         title=title or f"raygan dataset report — {root}",
         artifact_base=artifact_base,
-        reader=lambda uri: storage.read_bytes(uri, settings),
-        bundle_id=bundle_id,
+        maps=maps,
+        audit=audit,
     )
     storage.write_text(target, text, settings)
     return target

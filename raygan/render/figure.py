@@ -33,7 +33,7 @@ NEGATIVE = "#2166ac"  # p < 0.5
 TRACK = "#e4e7eb"  # empty part of a probability bar
 BACKGROUND = "white"
 
-MAP_TITLES = {"diff": "difference", "gradcam": "Grad-CAM", "ig": "Integrated Gradients"}
+MAP_TITLES = {"diff": "difference", "gradcam": "Grad-CAM", "ig": "Integrated Gradients", "path": "traversal attribution"}
 
 
 def fmt_p(p: float) -> str:
@@ -210,7 +210,9 @@ def explanation_figure(expl: Any, *, min_tile: int = STRIP_MIN, min_large: int =
 
     sections = [
         _section("(a) Original, reconstruction G(z₁, z₂) and counterfactual G(z₁, 0)", row_a),
-        _section("(b) Latent traversal G(z₁, α·z₂): classifier p(positive) under each frame", row_b),
+        _section("(b) Fallback traversal G(z₁, α·d) along the mean positive direction d (z₂ ≈ 0 or not positive): "
+                 "α = 1 is not the reconstruction" if getattr(expl, "used_fallback", False)
+                 else "(b) Latent traversal G(z₁, α·z₂): classifier p(positive) under each frame", row_b),
         _section(f"(c) Difference |G(z₁, z₂) − G(z₁, 0)|{beside}", row_c),
     ]
     if header:

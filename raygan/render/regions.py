@@ -30,7 +30,7 @@ class MapMass:
     corners: float  # share in the four CORNER_FRACTION squares
     edge: float  # share in border or corners (the union): the ranking key of the shortcut table
     outside_lung: float | None  # share outside the lung fields; None without a lung mask
-    on_marker: float | None  # share on the burned-in marker; None without a marker, or an empty one
+    on_shortcut: float | None  # share on the burned-in shortcut (shortcut_mask); None without one, or an empty one
 
 
 @functools.lru_cache(maxsize=8)
@@ -70,18 +70,18 @@ def _fit_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def map_mass(attribution: Any, *, lung_mask: np.ndarray | None = None,
-             marker_mask: np.ndarray | None = None) -> MapMass:
+             shortcut_mask: np.ndarray | None = None) -> MapMass:
     """Where a map [1, H, W] or [H, W] (float in [0, 1] or uint8) puts its mass; masks are bool [H', W']."""
     values = map_to_float(attribution).astype(np.float64)  # [H, W]
     total = float(values.sum())
     border, corners = edge_regions(*values.shape)
     outside = None if lung_mask is None else _share(values, ~_fit_mask(lung_mask, values.shape), total)
-    marker = None
-    if marker_mask is not None and np.asarray(marker_mask).any():
-        marker = _share(values, _fit_mask(marker_mask, values.shape), total)
+    shortcut = None
+    if shortcut_mask is not None and np.asarray(shortcut_mask).any():
+        shortcut = _share(values, _fit_mask(shortcut_mask, values.shape), total)
     return MapMass(
         border=_share(values, border, total), corners=_share(values, corners, total),
-        edge=_share(values, border | corners, total), outside_lung=outside, on_marker=marker,
+        edge=_share(values, border | corners, total), outside_lung=outside, on_shortcut=shortcut,
     )
 
 
@@ -92,7 +92,7 @@ def decode_map(png: bytes) -> np.ndarray:
 
 
 def decode_mask(png: bytes) -> np.ndarray:
-    """A mask PNG (lung_mask, marker_mask columns) -> bool [H, W]."""
+    """A mask PNG (lung_mask, shortcut_mask columns) -> bool [H, W]."""
     with Image.open(io.BytesIO(png)) as img:
         return np.asarray(img.convert("L")) > 127
 

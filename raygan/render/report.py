@@ -12,7 +12,7 @@ from typing import Any
 
 from raygan.render import charts
 from raygan.render import html as H
-from raygan.render.figure import explanation_figure
+from raygan.render.figure import MAP_TITLES, explanation_figure
 from raygan.render.images import png_bytes
 
 
@@ -32,8 +32,8 @@ def _pills(expl: Any) -> str:
     cross = (f'<span class="pill">reaches 0.5 at α={crossing:.2f}</span>' if crossing is not None
              else '<span class="pill bad">never reaches 0.5</span>')
     flip = '<span class="pill good">counterfactual flips the decision</span>' if _flipped(expl) else ""
-    fallback = ('<span class="pill bad">z₂ ≈ 0: walked the mean positive direction</span>'
-                if getattr(expl, "used_fallback", False) else "")
+    fallback = ('<span class="pill bad">fallback traversal: walked the mean positive direction, so its α = 1 '
+                'end is not the reconstruction</span>' if getattr(expl, "used_fallback", False) else "")
     stats = (f'<span class="note">Spearman ρ={float(expl.spearman):.2f} · reconstruction MSE '
              f"{float(expl.recon_mse):.4f}, SSIM {float(expl.recon_ssim):.3f}</span>")
     return f"<p>{monotone}{cross}{flip}{fallback}{stats}</p>"
@@ -55,17 +55,25 @@ def _overview(explanations: Sequence[Any]) -> str:
 
 
 def _metrics_table(metrics: Mapping[str, float]) -> str:
+    """Every value with what it means and which direction is better (raygan.metrics.glossary), the key small."""
+    from raygan.metrics.glossary import describe
+
     if not metrics:
         return '<p class="note">No metrics were computed for this run.</p>'
-    rows = [[H.esc(name), H.fmt(_finite(value), digits=4)] for name, value in metrics.items()]
-    return H.table(["metric", "value"], rows, numeric=[1])
+    rows = []
+    for name, value in metrics.items():
+        gloss = describe(name)
+        rows.append([f'{H.esc(gloss.label)}<br><span class="note mono">{H.esc(name)}</span>',
+                     H.fmt(_finite(value), digits=4), H.esc(gloss.better_text), H.esc(gloss.meaning)])
+    return H.table(["metric", "value", "better", "meaning"], rows, numeric=[1])
 
 
 def _image_section(index: int, expl: Any) -> str:
     alphas = [float(a) for a in expl.traversal_alphas]
     probs = [float(p) for p in expl.traversal_probs]
     fig = png_bytes(explanation_figure(expl, header=False))  # the HTML heading says the same
-    curve = charts.probability_curve_png(alphas, probs, crossing_alpha=_finite(expl.crossing_alpha))
+    curve = charts.probability_curve_png(alphas, probs, crossing_alpha=_finite(expl.crossing_alpha),
+                                         used_fallback=bool(getattr(expl, "used_fallback", False)))
     return (
         f'<section class="image" id="img-{index}"><h3 class="mono">{H.esc(expl.image_id)}</h3>{_pills(expl)}'
         + '<div class="row">'
@@ -96,8 +104,32 @@ def _gate(explanations: Sequence[Any], quality: Any) -> str:
     return out
 
 
+def audit_section(audit: Sequence[Any]) -> str:
+    """The shortcut audit (`raygan.fidelity.audit.RegionAudit`s) as an HTML table, or why there is none."""
+    if not audit:
+        return ('<p class="note">No shortcut verdict can be given: it needs the classifier and the input images '
+                "(to measure reliance by intervention) and a region to test (a *_mask column or the border band)."
+                "</p>")
+    names = list(audit[0].maps)
+    rows = []
+    for a in audit:
+        cells = [H.esc(a.region), H.fmt(_finite(a.reliance.value), digits=3) + f" ({a.reliance.count})",
+                 H.esc(a.truth)]
+        for name in names:
+            v = a.maps[name]
+            mark = "" if v.agrees is None else (" ✓" if v.agrees else " ✗")
+            cells.append(f"{H.esc(v.verdict)}{mark} · {H.fmt(_finite(v.mass), digits=3)}")
+        rows.append(cells)
+    note = ('<p class="note">Reliance: mean drop of p(positive) when the region of each positive call is replaced by '
+            "the same region of negative images (n = positive calls carrying the region). Truth: relies at >= 0.3, "
+            f"does not at <= 0.05. A map says relies when its mass odds on the region are >= {audit[0].ratio:g} x the "
+            "region's area odds; ✓ / ✗: the map agrees with the measured truth.</p>")
+    return H.table(["region", "reliance (n)", "truth", *(MAP_TITLES.get(n, n) for n in names)], rows) + note
+
+
 def explanation_report(explanations: Sequence[Any], metrics: Mapping[str, float], *,
-                       title: str = "raygan explanations", quality: Any = None) -> str:
+                       title: str = "raygan explanations", audit: Sequence[Any] | None = None,
+                       quality: Any = None) -> str:
     """One self-contained HTML page (inline CSS and base64 PNGs, no external assets) for these explanations.
 
     `quality` (a `raygan.quality.Quality`) adds the bundle's quality gate; each explanation's own
@@ -122,8 +154,11 @@ def explanation_report(explanations: Sequence[Any], metrics: Mapping[str, float]
         H.figure(charts.probability_curves_png(curves), alt="p(positive) against alpha for every image",
                  scale=charts.DISPLAY_SCALE,
                  caption="Each line is one image's traversal from its counterfactual (α = 0) to its "
-                         "reconstruction (α = 1)."),
+                         "reconstruction (α = 1); a fallback traversal (marked per image below) walks the mean "
+                         "positive direction instead, and its α = 1 is not the reconstruction."),
         "</div></div>",
+        *(["<h2>Shortcut audit: what the classifier relies on, and which map says so</h2>", audit_section(audit)]
+          if audit is not None else []),
         "<h2>Images</h2>", _overview(explanations) if explanations else '<p class="note">No images.</p>',
         *(_image_section(i, e) for i, e in enumerate(explanations)),
     ]

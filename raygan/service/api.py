@@ -3,7 +3,10 @@
 Requests pass the `Guard` middleware first (bearer token, body size), so an unauthorised or
 oversized request is refused before its body is parsed. Every error is JSON {"detail": "..."}
 with a 4xx status for anything the client got wrong; 5xx is kept for the service's own faults
-(503 overloaded/unavailable, 504 too slow).
+(500 internal, 503 overloaded/unavailable, 504 too slow). A 5xx answer says only what kind of
+fault it was and carries a request id (Ray Serve's, also in its `x-request-id` header); the
+details go to the replica's log under that id, never to the client. `/docs` serves Swagger UI
+from files shipped in the fastapi-offline package, so it works without internet access.
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPBearer
+from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import raygan
 from raygan import storage
-from raygan.data.codec import ImageDecodeError
+from raygan.data.codec import ImageDecodeError, ImageTooLarge
 from raygan.service import schemas
 from raygan.service.pictures import answer
-from raygan.service.uploads import ImageTooLarge, decode_base64, decode_upload, default_image_id
+from raygan.service.uploads import decode_base64, decode_upload, default_image_id
 from raygan.service.uris import InvalidUri, UriNotAllowed
 
 log = logging.getLogger("ray.serve")
@@ -53,10 +58,12 @@ models. Send it as `multipart/form-data` (field `file`, optional field `image_id
 **Pictures.** Inline base64 PNGs by default; `?pictures=stored` writes them under the service's
 pictures prefix and answers URIs; `?pictures=none` answers the numbers only.
 
-**Errors** are JSON `{"detail": "..."}`: 401 missing or wrong bearer token, 403 a URI outside the
-allowed prefixes, 404 unknown job, 413 body or image too large, 415 not a readable image or an
-unsupported content type, 422 malformed request, 503 overloaded or model unavailable, 504 the
-explanation took longer than the service's timeout.
+**Errors** are JSON `{"detail": "..."}`: 400 a body that cannot be parsed, 401 missing or wrong
+bearer token, 403 a URI outside the allowed prefixes, 404 unknown job, 413 body or image too
+large (also decompression bombs), 415 not a PNG/JPEG image (GIF, TIFF, WebP, BMP are refused),
+non-finite pixels, or an unsupported content type, 422 malformed request, 500 an internal fault,
+503 overloaded or model unavailable, 504 the explanation took longer than the service's timeout.
+5xx answers carry a `request_id`; the service log has the details under it.
 
 **Shard jobs.** `POST /v1/shards` explains Parquet input shards into an output prefix (results
 contract: `<output>/results/*.parquet`, `<output>/artifacts/`); poll `GET /v1/jobs/{job_id}`.
@@ -65,13 +72,29 @@ contract: `<output>/results/*.parquet`, `<output>/artifacts/`); poll `GET /v1/jo
 _ERROR_TEXT = {
     400: "malformed request", 401: "missing or wrong bearer token", 403: "URI outside the allowed prefixes",
     404: "unknown job", 413: "body or image too large", 415: "not a readable image, or unsupported content type",
-    422: "malformed request", 503: "overloaded or model unavailable", 504: "explanation too slow",
+    422: "malformed request", 500: "internal fault (request_id names it in the service log)",
+    503: "overloaded or model unavailable", 504: "explanation too slow",
 }
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for these error codes."""
-    return {code: {"model": schemas.ErrorBody, "description": _ERROR_TEXT[code]} for code in codes}
+    """OpenAPI `responses` entries for these error codes (500 on every route: any route can fault)."""
+    return {code: {"model": schemas.ErrorBody, "description": _ERROR_TEXT[code]} for code in sorted({*codes, 500})}
+
+
+def request_id() -> str:
+    """Ray Serve's id of the request being handled (in its logs and `x-request-id` header), else a fresh one."""
+    from ray.serve.context import _get_serve_request_context  # the id Serve's own log lines carry
+
+    return _get_serve_request_context().request_id or uuid.uuid4().hex
+
+
+def server_error(status: int, detail: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A 5xx answer: a generic `detail` and the request id (the log has the rest; Serve's proxy sends the same
+    id in the `x-request-id` header)."""
+    rid = request_id()
+    return JSONResponse({"detail": f"{detail} (request id {rid})", "request_id": rid}, status_code=status,
+                        headers=headers)
 
 
 EXPLAIN_BODY = {
@@ -103,7 +126,7 @@ def describe(problems: Any) -> str:
 class Guard:
     """ASGI middleware before every route: bearer token on /v1/* (401), body size (413)."""
 
-    def __init__(self, app: Any, *, token: str | None, max_bytes: int) -> None:
+    def __init__(self, app: Any, *, token: str | None, max_bytes: int) -> None:  # token: resolved, never logged
         self.app = app
         self.token = token
         self.max_bytes = max_bytes
@@ -163,8 +186,9 @@ def make_api(ingress: Any) -> FastAPI:
     from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
     config = ingress.config
-    api = FastAPI(title="raygan explanation service", version=raygan.__version__, description=API_DESCRIPTION)
-    api.add_middleware(Guard, token=config.token, max_bytes=config.max_body_bytes)
+    api = FastAPIOffline(title="raygan explanation service", version=raygan.__version__, description=API_DESCRIPTION,
+                         redoc_url=None)
+    api.add_middleware(Guard, token=ingress.token, max_bytes=config.max_body_bytes)
     # Declares the scheme in the OpenAPI document; Guard enforces it before any body is parsed.
     bearer = Depends(HTTPBearer(auto_error=False, description="needed when the service runs with a token"))
     viewer_page = (STATIC / "index.html").read_text(encoding="utf-8")
@@ -173,17 +197,26 @@ def make_api(ingress: Any) -> FastAPI:
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": describe(exc.errors())}, status_code=422)
 
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code < 500:
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        log.warning("%s %s answered %d (request id %s): %s", request.method, request.url.path, exc.status_code,
+                    request_id(), exc.detail, exc_info=exc.__cause__)
+        return server_error(exc.status_code, str(exc.detail), headers=exc.headers)
+
     @api.exception_handler(Exception)
     async def _fault(request: Request, exc: Exception) -> JSONResponse:
-        # The service's own fault (e.g. the model raised on a valid image): JSON like every other error.
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"[:2000]}, status_code=500)
+        # The service's own fault (e.g. storage refused a picture): the detail goes to the log only,
+        # since exception texts carry paths, bucket names and object reprs.
+        log.error("%s %s failed (request id %s)", request.method, request.url.path, request_id(), exc_info=exc)
+        return server_error(500, "internal error")
 
     async def model_info() -> dict[str, Any]:
         try:
             return await ingress.info()
         except (RayActorError, DeploymentUnavailableError, asyncio.TimeoutError) as e:
-            raise HTTPException(503, f"the model is not available yet: {type(e).__name__}: {e}") from e
+            raise HTTPException(503, "the model is not available yet; retry later") from e
 
     async def call_model(image: Any, image_id: str) -> tuple[Any, int]:
         response = ingress.model.explain.remote(image, image_id)
@@ -197,7 +230,7 @@ def make_api(ingress: Any) -> FastAPI:
             raise HTTPException(503, "the service is overloaded (too many queued explanations); retry later",
                                 headers={"Retry-After": "5"}) from e
         except (RayActorError, DeploymentUnavailableError) as e:
-            raise HTTPException(503, f"the model replica is unavailable: {type(e).__name__}") from e
+            raise HTTPException(503, "the model replica is unavailable; retry later") from e
 
     async def read_image(request: Request, query_id: str | None) -> tuple[bytes, str]:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -266,7 +299,7 @@ def make_api(ingress: Any) -> FastAPI:
         except ImageTooLarge as e:
             raise HTTPException(413, str(e)) from e
         except ImageDecodeError as e:
-            raise HTTPException(415, f"not a readable PNG/JPEG image: {e}") from e
+            raise HTTPException(415, f"not a usable PNG/JPEG image: {e}") from e
         expl, batch_size = await call_model(image, image_id)
         prefix = None
         if mode == "stored":
@@ -279,7 +312,7 @@ def make_api(ingress: Any) -> FastAPI:
         return {**record, "status_url": f"/v1/jobs/{record['job_id']}"}
 
     @api.post("/v1/shards", status_code=202, response_model=schemas.JobStatus,
-              responses=errors(401, 403, 413, 422, 503), tags=["jobs"], dependencies=[bearer])
+              responses=errors(400, 401, 403, 413, 422, 503), tags=["jobs"], dependencies=[bearer])
     async def shards(job: schemas.ShardJobRequest) -> JSONResponse:
         """Start a shard job (both URIs must lie under an allowed prefix); poll its status_url."""
         try:

@@ -172,6 +172,8 @@ class Ingress:
         self.model = model
         self.jobs = jobs
         self.config = config
+        # Read here, in the replica, from the env var or file the settings name (never from the settings).
+        self.token = config.resolve_token()
         self.policy = UriPolicy.of(config.allowed_prefixes)
         self._info: dict[str, Any] | None = None
 

@@ -3,11 +3,17 @@
 It comes from `serve/config.yaml` (`args:` of the application), from `raygan serve` flags, or
 from a test; `ServiceConfig.from_args` turns such a mapping into the frozen dataclass and
 refuses unknown keys, so a typo in a YAML file fails at deploy time rather than being ignored.
+
+The bearer token is never a setting: a Serve application's args are shown by the Ray dashboard
+(`GET /api/serve/applications/`) and in `serve run`'s log. The settings name where each replica
+reads it instead, an environment variable (`token_env`) or a file (`token_file`), and a replica
+whose reference resolves to nothing refuses to start rather than serve without authentication.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +29,8 @@ class ServiceConfig:
 
     bundle_uri: str  # the bundle to explain with (local path, file:// or s3://)
     allowed_prefixes: tuple[str, ...] = ()  # shard jobs may only read/write under these; empty disables /v1/shards
-    token: str | None = None  # when set, /v1/* (except /v1/health) needs "Authorization: Bearer <token>"
+    token_env: str | None = None  # env var holding the bearer token /v1/* (but /v1/health) requires; read per replica
+    token_file: str | None = None  # or a file holding it (absolute path on every node); None with token_env: open
     max_body_bytes: int = 10 * MiB  # larger request bodies are refused with 413
     max_image_pixels: int = 25_000_000  # larger images (width x height) are refused with 413 before decoding
     request_timeout_s: float = 300.0  # an explanation slower than this answers 504 (never hangs)
@@ -63,8 +70,38 @@ class ServiceConfig:
             raise ValueError(f"min_replicas ({self.min_replicas}) > max_replicas ({self.max_replicas})")
         if self.batch_wait_timeout_s < 0 or self.num_gpus < 0 or self.job_num_gpus < 0:
             raise ValueError("batch_wait_timeout_s, num_gpus and job_num_gpus must be >= 0")
-        if self.token is not None and not self.token:
-            raise ValueError("token must be a non-empty string (or None for no authentication)")
+        if self.token_env is not None and self.token_file is not None:
+            raise ValueError("set token_env or token_file, not both")
+        if self.token_env is not None and not self.token_env.strip():
+            raise ValueError("token_env must name an environment variable")
+        if self.token_file is not None and not os.path.isabs(self.token_file):
+            raise ValueError(f"token_file must be an absolute path (replicas may run elsewhere), got {self.token_file!r}")
+
+    @property
+    def requires_token(self) -> bool:
+        """Whether the service authenticates /v1/* (a token reference is set)."""
+        return self.token_env is not None or self.token_file is not None
+
+    def resolve_token(self) -> str | None:
+        """The bearer token from the referenced env var or file (None when no reference is set).
+
+        Raises ValueError when a reference is set but yields no token, so a replica never starts open by mistake.
+        """
+        if self.token_env is not None:
+            token = os.environ.get(self.token_env, "").strip()
+            where = f"environment variable {self.token_env}"
+        elif self.token_file is not None:
+            try:
+                with open(self.token_file, encoding="utf-8") as f:
+                    token = f.read().strip()
+            except OSError as e:
+                raise ValueError(f"cannot read the token file {self.token_file}: {e.strerror}") from e
+            where = f"token file {self.token_file}"
+        else:
+            return None
+        if not token:
+            raise ValueError(f"the {where} is empty or unset on this node; the service needs a token there")
+        return token
 
     @property
     def storage(self) -> StorageSettings:
@@ -84,6 +121,10 @@ class ServiceConfig:
     def from_args(cls, args: Mapping[str, Any]) -> ServiceConfig:
         """Build from a plain mapping (YAML `args:`, CLI); lists become tuples; unknown keys are refused."""
         known = {f.name for f in dataclasses.fields(cls)}
+        if "token" in args:
+            raise ValueError("'token' is not a setting: application args are visible in the Ray dashboard and logs. "
+                             "Put the token in an environment variable or a file on the nodes and name it with "
+                             "token_env or token_file")
         unknown = sorted(set(args) - known)
         if unknown:
             raise ValueError(f"unknown service setting(s) {unknown}; known: {sorted(known)}")
@@ -98,7 +139,7 @@ class ServiceConfig:
     def public(self) -> dict[str, Any]:
         """The settings as a JSON-able dict without secrets (for /v1/model)."""
         data = dataclasses.asdict(self)
-        data["token"] = "set" if self.token else None
+        data["authentication"] = "bearer token" if self.requires_token else "none"
         data["env_vars"] = sorted(self.env_vars)  # names only: values may be credentials
         data["allowed_prefixes"] = list(self.allowed_prefixes)
         return data

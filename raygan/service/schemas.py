@@ -179,7 +179,8 @@ class ModelInfo(BaseModel):
 class ErrorBody(BaseModel):
     """Every error answer."""
 
-    detail: str
+    detail: str = Field(..., description="what went wrong, in words (never a traceback, a path or an object repr)")
+    request_id: str | None = Field(None, description="5xx only: the id the service log records the details under")
 
 
 __all__ = [

@@ -13,9 +13,10 @@ from typing import Any
 
 import torch
 
-from raygan import storage
+from raygan import console, storage
 from raygan.config import ClassifierTrainConfig
 from raygan.models.classifier import build_classifier
+from raygan.tracking import Tracker, TrackingConfig
 from raygan.train.checkpoint import report_epoch, restore_state
 from raygan.train.epoch import augment, classifier_epoch, epoch_seed
 from raygan.train.gan_loop import all_reduce_sum
@@ -32,6 +33,7 @@ class ClassifierLoopConfig:
     channels: int  # input channels
     settings: storage.StorageSettings  # object-storage endpoint for local-mode checkpoints
     local_checkpoints: str | None = None  # where local mode (workers = 0) keeps checkpoints
+    tracking: TrackingConfig | None = None  # TensorBoard / MLflow destinations, used by rank 0; None = none
 
 
 def classifier_loop(config: dict[str, Any]) -> None:
@@ -66,7 +68,11 @@ def classifier_loop(config: dict[str, Any]) -> None:
     shard = ray.train.get_dataset_shard("train")
     rng = torch.Generator(device=device)
 
-    # --- 4. epochs ------------------------------------------------------------------------------
+    # --- 4. epochs (one bar for the stage, drawn by the driver when this runs in a Ray worker) ------
+    bar = console.progress(desc="classifier epochs", total=cfg.epochs, initial=start_epoch, unit="epoch",
+                           disable=rank != 0)
+    tracker = Tracker(loop.tracking, settings=loop.settings, tags={"start_epoch": str(start_epoch)}) \
+        if rank == 0 and loop.tracking is not None else None
     for epoch in range(start_epoch, cfg.epochs):
         seed = epoch_seed(cfg.seed, rank=rank, epoch=epoch)
         torch.manual_seed(seed)
@@ -88,12 +94,17 @@ def classifier_loop(config: dict[str, Any]) -> None:
                    "epoch_seconds": seconds, "images_per_s": float(totals[2]) / max(seconds, 1e-9)}
         new_state = None
         if rank == 0:
-            print(f"classifier epoch {epoch + 1}/{cfg.epochs}: loss {metrics['train_loss']:.4f} "
-                  f"accuracy {metrics['train_accuracy']:.3f} ({metrics['images_per_s']:.0f} img/s)")
+            bar.set_postfix({"loss": metrics["train_loss"], "accuracy": metrics["train_accuracy"]})
+            if tracker is not None:
+                tracker.log(metrics, step=epoch)
             new_state = {"epoch": epoch, "model": bare(model).state_dict(), "optimizer": optimizer.state_dict(),
                          "config": asdict(cfg), "metrics": metrics}
         report_epoch(metrics, state=new_state, rank=rank, local_root=loop.local_checkpoints, keep=1,
                      settings=loop.settings)
+        bar.update(1)
+    bar.close()
+    if tracker is not None:
+        tracker.close()
 
 
 __all__ = ["ClassifierLoopConfig", "augment", "classifier_loop"]

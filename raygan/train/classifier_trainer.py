@@ -22,9 +22,10 @@ from raygan.data.shards import decode_rows, read_table
 from raygan.data.splits import Split, filter_split
 from raygan.models.classifier import build_classifier, factory_path
 from raygan.models.frozen import ClassifierSpec, FrozenClassifier, load_classifier, save_classifier
+from raygan.tracking import TrackingConfig
 from raygan.train.checkpoint import latest_local_state, load_checkpoint_state
 from raygan.train.classifier_loop import ClassifierLoopConfig, classifier_loop
-from raygan.train.cluster import ensure_ray, warn_if_gpus_missing
+from raygan.train.cluster import check_workers_fit, ensure_ray
 from raygan.train.dataset import training_dataset
 from raygan.train.gan_trainer import absolute_uri, run_storage
 
@@ -118,7 +119,7 @@ def train_classifier(
     settings = settings or storage.StorageSettings.from_env()
     out, data_uri = absolute_uri(out), absolute_uri(data_uri)
     ensure_ray(workers=config.workers)
-    warn_if_gpus_missing(workers=config.workers, use_gpu=config.use_gpu)
+    check_workers_fit(workers=config.workers, use_gpu=config.use_gpu, what="classifier training")
     run_config = {"data": data_uri, "classifier": dataclasses.asdict(config), "channels": channels}
     storage.write_json(storage.join(out, "train_config.json"), run_config, settings=settings)
 
@@ -129,6 +130,8 @@ def train_classifier(
         classifier_loop,
         train_loop_config={"loop": ClassifierLoopConfig(
             config=config, channels=channels, settings=settings, local_checkpoints=local_root,
+            tracking=TrackingConfig.for_run(out, run_name=RUN_NAME, params={"classifier": dataclasses.asdict(config),
+                                                                             "data": data_uri}),
         )},
         scaling_config=ray.train.ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu),
         run_config=ray.train.RunConfig(

@@ -1,39 +1,28 @@
-"""Connecting to Ray: an existing cluster when there is one, else a local instance sized for training."""
+"""Connecting training to Ray: an existing cluster when there is one, else a local instance sized for training."""
 
 from __future__ import annotations
 
 import os
-import sys
+
+from raygan.cluster import ClusterInfo, connect, require
 
 
-def ensure_ray(*, workers: int = 1) -> None:
-    """Initialise Ray unless the caller already did.
+def ensure_ray(*, workers: int = 1) -> ClusterInfo:
+    """Connect to Ray (raygan.cluster.connect) unless the caller already did.
 
-    Under `ray job submit` (RAY_ADDRESS set) this connects to the cluster. Otherwise it starts a
-    local instance with more logical CPUs than training workers: if the workers take every CPU,
-    Ray Data has none left to read and decode shards and the run hangs (seen on 2-core machines).
+    A new local instance gets more logical CPUs than training workers: if the workers take every
+    CPU, Ray Data has none left to read and decode shards and the run hangs (seen on 2-core machines).
     """
-    import ray
+    return connect(local_cpus=max(4, workers + 2, os.cpu_count() or 1))
 
-    if ray.is_initialized():
+
+def check_workers_fit(*, workers: int, use_gpu: bool, what: str = "training") -> None:
+    """Stop before Ray Train waits forever: `workers` workers of 1 CPU (and 1 GPU with `use_gpu`),
+    plus one CPU for Ray Data to read and decode shards, must fit in the cluster."""
+    if workers == 0:  # local mode runs in this process and reserves nothing
         return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init()
-        return
-    ray.init(num_cpus=max(4, workers + 2, os.cpu_count() or 1), include_dashboard=False)
+    require(cpus=workers + 1, gpus=workers if use_gpu else 0.0,
+            what=f"{what} with {workers} worker(s){' on GPUs' if use_gpu else ''}")
 
 
-def warn_if_gpus_missing(*, workers: int, use_gpu: bool) -> None:
-    """Say so when a GPU run asks for more GPUs than the cluster has now: Ray Train would wait
-    for them silently (an autoscaling cluster may still add them, so this only warns)."""
-    import ray
-
-    if not use_gpu or workers == 0:  # local mode reserves nothing: it uses a GPU when there is one
-        return
-    wanted, available = workers, int(ray.cluster_resources().get("GPU", 0))
-    if available < wanted:
-        print(f"raygan: waiting for {wanted} GPU(s); the Ray cluster has {available} now. "
-              "On a machine without GPUs pass --no-gpu (the 'paper' preset asks for GPUs).", file=sys.stderr)
-
-
-__all__ = ["ensure_ray", "warn_if_gpus_missing"]
+__all__ = ["check_workers_fit", "ensure_ray"]

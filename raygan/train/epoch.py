@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from raygan.config import TrainConfig
-from raygan.train.step import GanModels, MetricMeans, gan_step
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from raygan.train.step import GanModels, MetricMeans, bare, gan_step
 
 MAX_SHIFT = 0.06  # random translation, as a fraction of the image side
 MAX_GAIN = 0.1  # random contrast gain 1 +- this
@@ -94,6 +96,14 @@ def classifier_epoch(
     return totals
 
 
+def ema_model(generator: nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of `generator` (weights and batch-norm buffers), or None when
+    decay is 0. The average is what a bundle keeps: smoother samples than the last step's G."""
+    if decay <= 0:
+        return None
+    return AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def gan_epoch(
     models: GanModels,
     opt_g: torch.optim.Optimizer,
@@ -102,13 +112,16 @@ def gan_epoch(
     *,
     train: TrainConfig,
     rng: torch.Generator | None = None,
+    ema: AveragedModel | None = None,
 ) -> GanEpoch:
-    """`gan_step` (Eq. 1) over every batch of real images [N, C, S, S] in [-1, 1]."""
+    """`gan_step` (Eq. 1) over every batch of real images [N, C, S, S] in [-1, 1]; `ema` follows G after each step."""
     device = next(models.generator.parameters()).device
     means = MetricMeans(device)
     images = torch.zeros((), device=device)
     for real in batches:
         means.add(gan_step(models, opt_g, opt_d, real, train=train, rng=rng))
+        if ema is not None:
+            ema.update_parameters(bare(models.generator))
         images += real.shape[0]
     return GanEpoch(means=means, images=images)
 
@@ -129,4 +142,4 @@ def batch_indices(
         yield order[start:start + batch_size]
 
 
-__all__ = ["GanEpoch", "augment", "batch_indices", "classifier_epoch", "epoch_seed", "gan_epoch"]
+__all__ = ["GanEpoch", "augment", "batch_indices", "classifier_epoch", "ema_model", "epoch_seed", "gan_epoch"]

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from raygan import storage
+from raygan import console, storage
 from raygan.config import GanConfig, TrainConfig
 from raygan.metrics.class_consistency import class_consistency
 from raygan.models.discriminator import build_discriminator
@@ -25,6 +25,7 @@ from raygan.models.frozen import load_classifier
 from raygan.models.generator import build_generator
 from raygan.train.checkpoint import report_epoch, restore_state
 from raygan.train.epoch import epoch_seed, gan_epoch
+from raygan.tracking import Tracker, TrackingConfig
 from raygan.train.step import GanModels, bare, compile_models, configure_models, make_optimizers
 
 SAMPLE_COLUMNS = 8  # z1s per sample grid: a negative row (z2 = 0) above a positive row, same z1s
@@ -44,6 +45,7 @@ class GanLoopConfig:
     fail_once_at_epoch: int | None = None  # fault-tolerance test hook: the last rank raises once at this epoch
     fail_marker: str | None = None  # URI of the marker file that makes the hook fire only once
     target: int | None = None  # classifier output the GAN learns to switch on (z2) and off (z2 = 0); None: positive_index
+    tracking: TrackingConfig | None = None  # TensorBoard / MLflow destinations, used by rank 0; None = none
 
 
 def sample_grid_png(generator: nn.Module, z1: torch.Tensor, z2: torch.Tensor) -> bytes:
@@ -88,7 +90,6 @@ def gan_loop(config: dict[str, Any]) -> None:
     """Ray Train `train_loop_per_worker`: trains G and D against the frozen C (Eq. 1)."""
     import ray.train
     import ray.train.torch
-    from tqdm import tqdm
 
     loop: GanLoopConfig = config["loop"]
     gan, train = loop.gan, loop.train
@@ -136,9 +137,12 @@ def gan_loop(config: dict[str, Any]) -> None:
     rng = torch.Generator(device=device)
 
     # --- 4. epochs ------------------------------------------------------------------------------
-    epochs = tqdm(range(start_epoch, train.epochs), initial=start_epoch, total=train.epochs, desc="gan",
-                  unit="epoch", disable=rank != 0)
-    for epoch in epochs:
+    # One bar for the stage, drawn by the driver (tqdm_ray) when this runs in a Ray worker.
+    epochs = console.progress(desc="GAN epochs", total=train.epochs, initial=start_epoch, unit="epoch",
+                              disable=rank != 0)
+    tracker = Tracker(loop.tracking, settings=loop.settings, tags={"start_epoch": str(start_epoch)}) \
+        if rank == 0 and loop.tracking is not None else None
+    for epoch in range(start_epoch, train.epochs):
         _maybe_fail(loop, rank=rank, world=world, epoch=epoch)
         seed = epoch_seed(train.seed, rank=rank, epoch=epoch)
         torch.manual_seed(seed)  # D's dropout
@@ -171,7 +175,9 @@ def gan_loop(config: dict[str, Any]) -> None:
             png = sample_grid_png(bare(G), grid_z1, grid_z2)
             grid_uri = storage.join(loop.out, "samples", f"epoch-{epoch:04d}.png")
             storage.write_bytes(grid_uri, png, settings=loop.settings)
-            epochs.set_postfix({k: round(metrics[k], 3) for k in ("d_loss", "g_adv", "g_class", "class_consistency")})
+            epochs.set_postfix({k: metrics[k] for k in ("d_loss", "g_adv", "g_class", "class_consistency")})
+            if tracker is not None:
+                tracker.log(metrics, step=epoch)
             if checkpoint_now:
                 new_state = {
                     "epoch": epoch,
@@ -184,6 +190,10 @@ def gan_loop(config: dict[str, Any]) -> None:
                     "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                 }
         report_epoch(metrics, state=new_state, rank=rank, local_root=loop.local_checkpoints, settings=loop.settings)
+        epochs.update(1)
+    epochs.close()
+    if tracker is not None:
+        tracker.close()
 
 
 def _maybe_fail(loop: GanLoopConfig, *, rank: int, world: int, epoch: int) -> None:

@@ -23,8 +23,9 @@ from raygan.config import GanConfig, InversionConfig, TrainConfig, TraversalConf
 from raygan.models.frozen import load_classifier
 from raygan.models.generator import build_generator
 from raygan.quality import Quality, measure_quality
+from raygan.tracking import TrackingConfig
 from raygan.train.checkpoint import latest_local_state, load_checkpoint_state
-from raygan.train.cluster import ensure_ray, warn_if_gpus_missing
+from raygan.train.cluster import check_workers_fit, ensure_ray
 from raygan.train.dataset import training_dataset
 from raygan.train.gan_loop import GanLoopConfig, gan_loop
 
@@ -94,7 +95,7 @@ def train_gan(
     classifier = load_classifier(classifier_uri, target=target, settings=settings)
     target_index = classifier.target
     ensure_ray(workers=train.workers)
-    warn_if_gpus_missing(workers=train.workers, use_gpu=train.use_gpu)
+    check_workers_fit(workers=train.workers, use_gpu=train.use_gpu, what="GAN training")
 
     # The run's config beside its outputs (the bundle records it again).
     storage.write_json(storage.join(out, RUN_CONFIG_FILE), {
@@ -105,8 +106,11 @@ def train_gan(
 
     checkpoints = storage.join(out, CHECKPOINT_DIR)
     local_root = storage.join(checkpoints, LOCAL_CHECKPOINT_DIR) if train.workers == 0 else None
+    tracking = TrackingConfig.for_run(out, run_name=RUN_NAME, params={
+        "gan": dataclasses.asdict(gan), "train": dataclasses.asdict(train), "data": data_uri,
+        "classifier": classifier_uri})
     loop = GanLoopConfig(
-        gan=gan, train=train, classifier_uri=classifier_uri, out=out, settings=settings,
+        gan=gan, train=train, classifier_uri=classifier_uri, out=out, settings=settings, tracking=tracking,
         local_checkpoints=local_root, fail_once_at_epoch=fail_once_at_epoch, target=target_index,
         fail_marker=storage.join(checkpoints, "fail-once.marker") if fail_once_at_epoch is not None else None,
     )

@@ -5,6 +5,15 @@ Eq. 1 of the paper: the usual GAN min-max between G and D, plus for G the term
 it. The class enters G only through the latent rule of `sample_latents`: z2 = 0 for the negative
 class, z2 ~ N(0, I) for the positive one. One D step per G step (authors' notebook).
 
+Two options of raygan's (both off in the authors' recipe):
+- a classifier-conditional D (`GanConfig.d_condition = "classifier"`): real images enter D with
+  the class C calls them, generated ones with the class fed to G (see `raygan.models.discriminator`);
+- a minimal-change term (`TrainConfig.change_weight`): w * mean |G(z1, z2) - G(z1, 0)| over the
+  positive samples, with G(z1, 0) held fixed, so z2 adds only what the positive class needs and
+  the explanation map G(z1, z2) - G(z1, 0) shows that and little else. The batch is then drawn
+  in pairs (each z1 once with z2 = 0 and once with z2 ~ N(0, I)), so both images come out of the
+  same forward pass and batch norm sees the usual half-and-half batch.
+
 The step returns detached tensors, never Python floats: converting would force a host sync per
 step on a GPU. Convert with `StepMetrics.as_floats()` only when logging.
 """
@@ -103,6 +112,23 @@ def sample_labels(
     return (torch.rand(n, device=device, generator=rng) < positive_fraction).long()
 
 
+def paired_latents(
+    n: int, *, z1_dim: int, z2_dim: int, device: torch.device, rng: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(labels [n], z1 [n, z1_dim], z2 [n, z2_dim]): rows i and n // 2 + i share z1, the first with
+    z2 = 0 (negative), the second with z2 ~ N(0, I) (positive); an odd last row is a lone negative."""
+    half = n // 2
+    z1_half = torch.randn(half, z1_dim, device=device, generator=rng)
+    z1_rest = torch.randn(n - 2 * half, z1_dim, device=device, generator=rng)
+    z1 = torch.cat([z1_half, z1_half, z1_rest])
+    z2 = torch.cat([torch.zeros(half, z2_dim, device=device), torch.randn(half, z2_dim, device=device, generator=rng),
+                    torch.zeros(n - 2 * half, z2_dim, device=device)])
+    labels = torch.cat([torch.zeros(half, dtype=torch.long, device=device),
+                        torch.ones(half, dtype=torch.long, device=device),
+                        torch.zeros(n - 2 * half, dtype=torch.long, device=device)])
+    return labels, z1, z2
+
+
 def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     """BCE-with-logits of [N] logits against a constant target, in fp32 (logits may be bf16)."""
     return F.binary_cross_entropy_with_logits(logits.float(), torch.full_like(logits, target, dtype=torch.float32))
@@ -137,16 +163,26 @@ def gan_step(
     if use_channels_last(train, device):
         real = real.contiguous(memory_format=torch.channels_last)
 
-    # Latents by the paper's rule: y ~ Bernoulli, z1 ~ N(0, I), z2 = 0 for y = 0 else N(0, I).
-    labels = sample_labels(n, positive_fraction=train.positive_fraction, device=device, rng=rng)  # [N]
-    z1, z2 = sample_latents(labels, z1_dim=gen.config.z1_dim, z2_dim=gen.config.z2_dim, generator=rng)
+    # Latents by the paper's rule: y ~ Bernoulli, z1 ~ N(0, I), z2 = 0 for y = 0 else N(0, I);
+    # paired (each z1 negative then positive) when the minimal-change term needs both images.
+    paired = train.change_weight > 0
+    if paired:
+        labels, z1, z2 = paired_latents(n, z1_dim=gen.config.z1_dim, z2_dim=gen.config.z2_dim, device=device, rng=rng)
+    else:
+        labels = sample_labels(n, positive_fraction=train.positive_fraction, device=device, rng=rng)  # [N]
+        z1, z2 = sample_latents(labels, z1_dim=gen.config.z1_dim, z2_dim=gen.config.z2_dim, generator=rng)
 
+    conditional = getattr(bare(D), "embed", None) is not None
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
         fake = G(z1, z2)  # [N, C, S, S]
+        if conditional:
+            with torch.no_grad():
+                real_class = (C.p_positive(real) > 0.5).long()  # [N] the class C calls each real image
+        real_args, fake_args = ((real_class,), (labels,)) if conditional else ((), ())
 
         # D step: BCE(D(x), 1) + BCE(D(G(z)), 0); G's output is detached so only D learns here.
-        logit_real = D(real)  # [N]
-        logit_fake = D(fake.detach())  # [N]
+        logit_real = D(real, *real_args)  # [N]
+        logit_fake = D(fake.detach(), *fake_args)  # [N]
         d_loss = _bce(logit_real, 1.0) + _bce(logit_fake, 0.0)
     opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
@@ -154,10 +190,14 @@ def gan_step(
 
     # G step: fool the updated D, and make C see class y in G(z1, y) (Eq. 1's -log p_C(y | G)).
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16), _no_sync(D):
-        logit_gen = D(fake)  # [N]
+        logit_gen = D(fake, *fake_args)  # [N]
         g_adv = _bce(logit_gen, 1.0)
         g_class = class_nll(C, fake, labels)
         g_loss = g_adv + train.class_weight * g_class
+        if paired:
+            half = n // 2  # rows i and half + i share z1: G(z1, 0) and G(z1, z2)
+            change = (fake[half:2 * half].float() - fake[:half].detach().float()).abs().mean()
+            g_loss = g_loss + train.change_weight * change
     opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     opt_g.step()
@@ -192,5 +232,5 @@ class MetricMeans:
 
 __all__ = [
     "GanModels", "MetricMeans", "StepMetrics", "bare", "class_nll", "compile_models", "configure_models", "gan_step",
-    "make_optimizers", "sample_labels", "use_bf16", "use_channels_last",
+    "make_optimizers", "paired_latents", "sample_labels", "use_bf16", "use_channels_last",
 ]

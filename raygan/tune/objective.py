@@ -37,7 +37,7 @@ import torch
 
 from raygan.config import AUTHORS_INVERSION
 from raygan.metrics.flip_rate import flip_rate
-from raygan.metrics.monotone import DEFAULT_TOL, monotone_flags
+from raygan.scoring import monotone_split
 
 START_NEGATIVE = 0.2  # p(alpha = 0) below this counts as a confidently negative start
 BOUNDARY = (0.2, 0.8)  # p in this band counts as "on the decision boundary"
@@ -112,6 +112,8 @@ class Score:
     flip_rate: float  # flipped / eligible; nan when no image is called positive
     flip_eligible: int  # images with p_input > 0.5
     monotone_share: float  # share of traversals non-decreasing within 1e-3
+    monotone_own: float  # the same over traversals that walk their own z2 (nan: none)
+    monotone_fallback: float  # the same over fallback traversals (nan: none)
     start_share: float  # share of traversals with p(alpha = 0) < 0.2
     start_p: float  # mean p(alpha = 0)
     end_gap: float  # mean |p(alpha = 1) - p_rec| over own-z2 traversals (interpolated); nan when there are none
@@ -153,10 +155,10 @@ def score(evaluation: Evaluation, *, weights: ObjectiveWeights = ObjectiveWeight
     assert n > 0, "cannot score zero images"
 
     flips = flip_rate(e.p_input.to(torch.float64), e.p_counterfactual.to(torch.float64))
-    monotone = float(monotone_flags(probs, tol=DEFAULT_TOL).to(torch.float64).mean())
+    fallback = e.used_fallback if e.used_fallback is not None else torch.zeros(n, dtype=torch.bool)
+    walk = monotone_split(probs, fallback)  # the one scoring path's monotone share, split own-z2 / fallback
     start = probs[:, 0]
     end = p_at_alpha(e.alphas, probs, 1.0)
-    fallback = e.used_fallback if e.used_fallback is not None else torch.zeros(n, dtype=torch.bool)
     own = ~fallback.cpu()  # [N] traversals whose alpha = 1 frame is the reconstruction
     jumps = probs.diff(dim=1).abs().amax(dim=1)  # [N]
     boundary = ((probs >= BOUNDARY[0]) & (probs <= BOUNDARY[1])).sum(dim=1).to(torch.float64)  # [N]
@@ -167,7 +169,9 @@ def score(evaluation: Evaluation, *, weights: ObjectiveWeights = ObjectiveWeight
         "prob_gap": float((p_rec - e.p_input.to(torch.float64)).abs().mean()),
         "flip_rate": flips.value,
         "flip_eligible": flips.eligible,
-        "monotone_share": monotone,
+        "monotone_share": walk.share,
+        "monotone_own": walk.own,
+        "monotone_fallback": walk.fallback,
         "start_share": float((start < START_NEGATIVE).to(torch.float64).mean()),
         "start_p": float(start.mean()),
         "end_gap": float((end - p_rec).abs()[own].mean()) if bool(own.any()) else math.nan,

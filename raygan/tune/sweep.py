@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -28,11 +29,13 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import torch
+from ray.tune import Callback
 
 from raygan import storage
 from raygan.config import AUTHORS_INVERSION, InversionConfig, TraversalConfig
 from raygan.data.shards import decode_rows, read_table
 from raygan.data.splits import Split, filter_split
+from raygan.tracking import tune_callbacks
 from raygan.tune.objective import ObjectiveWeights, score
 from raygan.tune.space import SearchSpace, param_space, params_from_settings, settings_from_params, step_choices
 from raygan.tune.table import TableRow, score_from_metrics, to_csv, to_markdown
@@ -63,6 +66,7 @@ class SweepConfig:
     seed: int = 0  # seeds the image samples and the search algorithm
     update_bundle: bool = True  # write the winner into the bundle's settings
     name: str | None = None  # experiment name; None = sweep-<UTC time>
+    progress: bool = True  # progress bars for the trials and the re-scoring
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.images < 1 or self.holdout < 1:
@@ -181,6 +185,32 @@ def _winner(trials: list[dict[str, Any]]) -> dict[str, Any]:
     return min(complete, key=lambda t: t[METRIC])
 
 
+class TrialsBar(Callback):
+    """One progress bar for the sweep: trials finished (completed or stopped by ASHA) of all."""
+
+    def __init__(self, total: int, *, disable: bool = False) -> None:
+        self.total = total
+        self.disable = disable
+        self.bar: Any = None
+        self.stopped = 0
+
+    def setup(self, **_info: Any) -> None:
+        from raygan import console
+
+        self.bar = console.progress(desc="tune trials", total=self.total, unit="trial", disable=self.disable)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.stopped += int(not (trial.last_result or {}).get("complete", False))
+        self.bar.set_postfix({"stopped early": self.stopped})
+        self.bar.update(1)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.bar.update(1)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        self.bar.close()
+
+
 # --- 3. re-scoring -----------------------------------------------------------------------------
 
 
@@ -238,15 +268,31 @@ def _rescore(
         for label, inversion, traversal, note in candidates:
             jobs.append({"images": images_ref, "image_ids": sample.image_ids, "label": label, "sample": sample_name,
                          "inversion": inversion, "traversal": traversal, "note": note})
-    # A few long-lived scorers (each imports torch and loads the bundle once) rather than a process per row.
+    # A few long-lived scorers (each imports torch and loads the bundle once) rather than a process per row,
+    # never more than the cluster can place: ActorPool hands jobs to every actor, and a job given to an
+    # actor that can never start waits forever.
+    count = min(len(jobs), actors, scorers_that_fit(ray.cluster_resources(), cpu=config.cpu_per_trial,
+                                                    gpu=config.gpu_per_trial))
     scorer = ray.remote(Scorer).options(num_cpus=config.cpu_per_trial, num_gpus=config.gpu_per_trial)
-    pool = ActorPool([scorer.remote(config.bundle, settings=settings) for _ in range(min(len(jobs), actors))])
+    pool = ActorPool([scorer.remote(config.bundle, settings=settings) for _ in range(count)])
 
     def submit(actor: Any, job: dict[str, Any]) -> Any:
         job = dict(job)
         return actor.score.remote(job.pop("images"), job.pop("image_ids"), weights=weights, **job)
 
-    return list(pool.map(submit, jobs))
+    from tqdm import tqdm
+
+    desc = f"re-scoring on {count} actor(s)"
+    return list(tqdm(pool.map(submit, jobs), total=len(jobs), desc=desc, unit="row", disable=not config.progress))
+
+
+def scorers_that_fit(total: dict[str, float], *, cpu: float, gpu: float) -> int:
+    """How many scorer actors of `cpu` CPUs and `gpu` GPUs the cluster's `total` resources hold at once (>= 1;
+    `raygan.cluster.require` has already refused a trial that fits nowhere)."""
+    fits = [math.floor(total.get("CPU", 0.0) / cpu + 1e-9)]
+    if gpu > 0:
+        fits.append(math.floor(total.get("GPU", 0.0) / gpu + 1e-9))
+    return max(1, min(fits))
 
 
 # --- 4. the whole run --------------------------------------------------------------------------
@@ -260,11 +306,11 @@ def run_sweep(
     settings: storage.StorageSettings | None = None,
 ) -> SweepResult:
     """Sweep, re-score, write the tables and (unless told not to) update the bundle's settings."""
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
     from raygan.bundle import load_bundle, update_settings
+    from raygan.cluster import connect, require
     from raygan.tune.trial import tune_trial
 
     bundle = load_bundle(config.bundle, settings=settings)
@@ -284,8 +330,8 @@ def run_sweep(
           f"holdout: {len(holdout.image_ids)} test images ({holdout.skipped} undecodable)")
 
     # 2. The sweep; the bundle's current settings are its first point.
-    if not ray.is_initialized():
-        ray.init()
+    connect(local_cpus=os.cpu_count() or 1)
+    require(cpus=config.cpu_per_trial, gpus=config.gpu_per_trial, what="a tune trial")
     start = params_from_settings(bundle.inversion, bundle.traversal, space=space, max_steps=max_steps)
     search_alg, used = _search_algorithm(config.search, start=start, seed=config.seed, samples=config.samples)
     trainable = tune.with_resources(
@@ -306,7 +352,10 @@ def run_sweep(
             metric=METRIC, mode=MODE, num_samples=config.samples, search_alg=search_alg, scheduler=scheduler,
             max_concurrent_trials=concurrent, reuse_actors=True,  # reuse: torch and the bundle load once per actor
         ),
-        run_config=tune.RunConfig(name=name, verbose=1, **_tune_storage(out, settings)),
+        # verbose=0: a trials bar instead of Tune's status tables; TensorBoard files per trial come
+        # from Tune's own tensorboardX logger, MLflow from tune_callbacks when MLFLOW_TRACKING_URI is set.
+        run_config=tune.RunConfig(name=name, verbose=0, callbacks=[TrialsBar(config.samples, disable=not config.progress),
+                                                                   *tune_callbacks()], **_tune_storage(out, settings)),
     )
     grid = tuner.fit()
     if grid.num_errors:

@@ -13,7 +13,8 @@ from raygan.tune.objective import Score
 
 # Score fields shown in the Markdown table (the CSV has them all).
 MARKDOWN_SCORES = (
-    "objective", "recon_mse", "recon_ssim", "prob_gap", "flip_rate", "monotone_share", "start_share",
+    "objective", "recon_mse", "recon_ssim", "prob_gap", "flip_rate", "monotone_share", "monotone_own",
+    "monotone_fallback", "start_share",
     "end_gap", "fallback_share", "max_jump", "boundary_frames", "steps",
 )
 

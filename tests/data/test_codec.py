@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from raygan.data.codec import ImageDecodeError, decode_image, encode_png
+from raygan.data.codec import ImageDecodeError, ImageTooLarge, decode_image, encode_png, image_size
 
 
 def _png(arr: np.ndarray, mode: str | None = None) -> bytes:
@@ -138,3 +138,45 @@ def test_bad_arguments() -> None:
         decode_image(data, size=4, channels=2)
     with pytest.raises(ValueError, match="size"):
         decode_image(data, size=0)
+
+
+def encoded(fmt: str, array: np.ndarray | None = None, **save: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8), 128, np.uint8) if array is None else array).save(buf, format=fmt, **save)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "TIFF", "WEBP", "BMP"])
+def test_only_png_and_jpeg_are_decoded(fmt: str) -> None:
+    data = encoded(fmt)
+    with pytest.raises(ImageDecodeError, match=f"a {fmt} image; accepted: PNG or JPEG") as e:
+        decode_image(data, size=8)
+    assert "0x" not in str(e.value)  # no object reprs in the message
+    assert decode_image(data, size=8, formats=None).shape == (1, 8, 8)  # converters (ingest) may ask for more
+
+
+def test_non_finite_pixels_are_refused() -> None:
+    nan = encoded("TIFF", np.full((8, 8), np.nan, np.float32))
+    with pytest.raises(ImageDecodeError, match="non-finite pixels"):
+        decode_image(nan, size=8, formats=None)
+    with pytest.raises(ImageDecodeError, match="TIFF"):
+        decode_image(nan, size=8)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims width x height 8-bit gray pixels and holds none (a decompression-bomb header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + chunk(
+        b"IEND", b"")
+
+
+def test_decompression_bombs_are_too_large_not_undecodable() -> None:
+    assert image_size(png_header(300, 200)) == (300, 200)  # from the header, without pixels
+    with pytest.raises(ImageTooLarge, match="decompression-bomb guard") as e:
+        image_size(png_header(20_000, 20_000))  # 400 MP: over PIL's 179 MP limit
+    assert "0x" not in str(e.value) and "DecompressionBomb" not in str(e.value)

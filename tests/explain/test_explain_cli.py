@@ -58,3 +58,42 @@ def test_cli_explain(tmp_path, bundle, capsys):
 def test_cli_explain_without_a_bundle(tmp_path, capsys):
     assert main(["explain", str(tmp_path), "--bundle", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
     assert "no bundle" in capsys.readouterr().err
+
+
+def test_cli_explain_a_folder_prints_failures_and_retries_them(tmp_path, bundle, capsys):
+    folder = tmp_path / "pngs"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    (folder / "a.png").write_bytes(encode_png(rng.uniform(-1, 1, (1, 20, 24)).astype(np.float32)))
+    (folder / "sub" / "b.png").write_bytes(b"\x89PNG but broken")
+    (folder / "notes.txt").write_text("not an image, not a row")
+    out = str(tmp_path / "out")
+    args = [str(folder), "--bundle", bundle, "--out", out, "--steps", "2", "--device", "cpu", "--no-attributions",
+            "--no-progress"]
+    assert main(["explain", *args]) == 0  # one row explained: success, with the failure's reason on stderr
+    printed = capsys.readouterr()
+    summary = json.loads(printed.out.strip().splitlines()[-1])
+    assert (summary["rows_in"], summary["ok"], summary["error"]) == (2, 1, 1)
+    assert "error: sub/b: cannot decode image" in printed.err and "0x" not in printed.err
+
+    # Nothing new succeeds: the failed row stays failed, reported, and the command exits non-zero.
+    (folder / "a.png").unlink()
+    assert main(["explain", *args, "--retry-errors"]) == 1
+    printed = capsys.readouterr()
+    assert "error: sub/b: cannot decode image" in printed.err and "no row was explained" in printed.err
+    # Fixed, a plain rerun skips it ("already done"); --retry-errors explains it and replaces the error row.
+    (folder / "sub" / "b.png").write_bytes(encode_png(rng.uniform(-1, 1, (1, 32, 32)).astype(np.float32)))
+    assert main(["explain", *args]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["skipped"] == 1
+    assert main(["explain", *args, "--retry-errors"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["ok"], summary["error"], summary["retried"]) == (1, 0, 1)
+    results = pq.read_table(storage.list_files(storage.join(out, "results"), suffix=".parquet")).to_pylist()
+    assert sorted((r["image_id"], r["status"]) for r in results) == [("a", "ok"), ("sub/b", "ok")]  # one row each
+
+
+def test_cli_explain_a_missing_image_is_one_line(tmp_path, bundle, capsys):
+    assert main(["explain", str(tmp_path / "no-such.png"), "--bundle", bundle, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == f"raygan explain: error: no such file or folder (or an empty one): {tmp_path}/no-such.png"
+    assert "Traceback" not in err

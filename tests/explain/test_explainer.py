@@ -37,7 +37,7 @@ def test_explain_fills_every_field(explainer, images):
     torch.testing.assert_close(e.traversal_frames[0], e.counterfactual)
     assert isinstance(e.monotone, bool) and isinstance(e.spearman, float)
     assert e.crossing_alpha is None or 0 <= e.crossing_alpha <= 1
-    assert tuple(e.maps) == MAP_NAMES
+    assert tuple(e.maps) == (*MAP_NAMES, "path")  # and the traversal attribution (PATH_MAP)
     for m in e.maps.values():
         assert m.shape == (1, SIZE, SIZE) and m.min() >= 0 and m.max() <= 1
     assert e.steps_used == 4 and len(e.loss_curve) == 4

@@ -8,7 +8,7 @@ from raygan.metrics import METRICS
 def test_registry_lists_every_metric_with_a_frozen_documented_result():
     expected = {
         "class_consistency", "frechet", "flip_rate", "monotone", "reconstruction", "proximity", "localisation",
-        "marker_mass", "border_mass", "outside_lung_mass", "faithfulness", "sanity",
+        "shortcut_mass", "border_mass", "outside_lung_mass", "faithfulness", "sanity",
     }
     assert set(METRICS) == expected
     for name, metric in METRICS.items():

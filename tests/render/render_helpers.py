@@ -63,7 +63,7 @@ def write_results(root: str, *, kinds: Sequence[str], bundle_ids: Sequence[str] 
                   errors: int = 1, lungs: bool = False, markers: bool = False) -> pa.Table:
     """Results rows (DESIGN.md contract) for images of `kinds` ("corner": the diff map looks at a corner,
     anything else: at the centre) plus `errors` error rows; map PNGs are written under `root`/artifacts.
-    `lungs` adds a lung_mask column (a centre square), `markers` a marker_mask (the corner, on "corner" rows)."""
+    `lungs` adds a lung_mask column (a centre square), `markers` a shortcut_mask (the corner, on "corner" rows)."""
     rows: list[dict[str, Any]] = []
     alphas = [0.0, 0.25, 0.5, 0.75, 1.0]
     lung_mask = np.zeros((SIZE, SIZE), dtype=bool)
@@ -87,7 +87,7 @@ def write_results(root: str, *, kinds: Sequence[str], bundle_ids: Sequence[str] 
         if lungs:
             row["lung_mask"] = encode_png(lung_mask)
         if markers:  # the "corner" images carry a burned-in marker exactly where their diff map looks
-            row["marker_mask"] = encode_png(corner_map()[0] > 0 if kind == "corner" else np.zeros((SIZE, SIZE), bool))
+            row["shortcut_mask"] = encode_png(corner_map()[0] > 0 if kind == "corner" else np.zeros((SIZE, SIZE), bool))
         rows.append(row)
     for j in range(errors):
         rows.append({"image_id": f"broken-{j}", "label": 1, "status": "error", "bundle_id": "bundle-a",

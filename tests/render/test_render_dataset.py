@@ -33,7 +33,7 @@ def test_border_heavy_images_come_first(tmp_path: Path, write_results) -> None:
     assert sorted(order) == sorted(f"{k}-{i}" for i, k in enumerate(KINDS))
     assert set(order[:2]) == {"corner-1", "corner-3"}
     assert "outside lungs" in page  # the lung_mask column adds the outside-lung share
-    assert "with marker" in page and "100.0% on marker" in page  # marker_mask: how many carry one, map mass on it
+    assert "with shortcut" in page and "100.0% on shortcut" in page  # shortcut_mask: how many carry one, map mass on it
     # Every image id, the error with its message, the label table, distributions, inline images.
     assert "broken-0" in page and "cannot decode image (3 bytes, starting b&#x27;xyz&#x27;): broken 0" in page
     assert "By label" in page and "label 0" in page and "label 1" in page
@@ -124,3 +124,29 @@ def test_quality_gate_and_target_in_the_report(tmp_path: Path, write_results) ->
     assert 'class="warning">Warning: generator class consistency 0.750 is below 0.9' in page
     assert "Maps not available for this classifier: gradcam: TorchScript" in page
     assert "Bundle quality" not in dataset_report(results, reader=_local_reader)  # older results: no section
+
+
+def test_report_with_the_shortcut_audit(tmp_path) -> None:
+    """`raygan report --bundle --input`: reliance on every *_mask region and the border band, each map's verdict."""
+    from bundle_helpers import save_tiny_bundle
+
+    from raygan.bundle import load_bundle
+    from raygan.cli import main
+    from raygan.data.phantoms import PhantomConfig, write_phantoms
+    from raygan.explain.explainer import Explainer
+    from raygan.explain.results import explain_shards
+
+    bundle = save_tiny_bundle(tmp_path, steps=3)
+    data = str(tmp_path / "phantoms")
+    write_phantoms(PhantomConfig(n=12, size=32, seed=0, shortcut_given_positive=1.0, shortcut_given_negative=0.0), data)
+    out = str(tmp_path / "explained")
+    explain_shards(data, out, explainer=Explainer.from_bundle(load_bundle(bundle), device="cpu"), progress=False)
+    plain = tmp_path / "plain.html"
+    assert main(["report", "--results", out, "--out", str(plain)]) == 0
+    assert "No shortcut verdict can be given" in plain.read_text()
+    audited = tmp_path / "audited.html"
+    assert main(["report", "--results", out, "--out", str(audited), "--bundle", bundle, "--input", data]) == 0
+    page = audited.read_text()
+    assert "Shortcut audit" in page and "No shortcut verdict" not in page
+    for region in ("shortcut_mask", "mask", "lung_mask", "border band"):
+        assert f"<td>{region}</td>" in page, region

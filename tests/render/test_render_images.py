@@ -66,11 +66,11 @@ def test_map_mass_finds_corners_centre_and_lungs() -> None:
     corner = map_mass(corner_map())
     centre = map_mass(centre_map())
     assert corner.edge == pytest.approx(1.0) and corner.corners == pytest.approx(1.0)
-    assert centre.edge == 0.0 and centre.outside_lung is None and centre.on_marker is None
+    assert centre.edge == 0.0 and centre.outside_lung is None and centre.on_shortcut is None
     lungs = np.zeros((32, 32), dtype=bool)
     lungs[8:24, 8:24] = True
     assert map_mass(centre_map(), lung_mask=lungs).outside_lung == 0.0
-    assert map_mass(corner_map(), lung_mask=lungs, marker_mask=~lungs).on_marker == pytest.approx(1.0)
+    assert map_mass(corner_map(), lung_mask=lungs, shortcut_mask=~lungs).on_shortcut == pytest.approx(1.0)
     flat = map_mass(np.ones((32, 32), np.float32))
     assert flat.edge == pytest.approx(uniform_edge_share(32, 32))
     assert np.isnan(map_mass(np.zeros((32, 32), np.float32)).edge)

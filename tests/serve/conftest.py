@@ -9,6 +9,7 @@ the service's storage settings and runtime_env, not through this process's envir
 from __future__ import annotations
 
 import io
+import os
 import socket
 import sys
 import time
@@ -24,6 +25,10 @@ import requests
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
+# The second test app reads its token from this variable; set before the session's Ray starts (at
+# collection), so replicas inherit it as they inherit a `raygan serve` process's environment.
+SLOW_TOKEN_ENV = "RAYGAN_TEST_SLOW_TOKEN"
+os.environ[SLOW_TOKEN_ENV] = "slow-token"
 if str(ROOT) not in sys.path:  # the `serve` package lives at the repository root, beside raygan/
     sys.path.insert(0, str(ROOT))
 
@@ -112,11 +117,13 @@ def service(ray_session: None, s3_endpoint: str, tmp_path_factory: pytest.TempPa
     bucket = f"raygan-serve-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
     token = "test-token-123"
+    token_file = root / "token"  # the settings name the file; only the replicas read the token
+    token_file.write_text(token + "\n")
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            "RAYGAN_S3_ENDPOINT_URL": s3_endpoint, "PYTHONPATH": str(ROOT)}
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    args = service_args(bundle, allowed_prefixes=[str(local), f"s3://{bucket}"], token=token,
+    args = service_args(bundle, allowed_prefixes=[str(local), f"s3://{bucket}"], token_file=str(token_file),
                         storage_endpoint_url=s3_endpoint, env_vars=env, pictures_prefix=f"s3://{bucket}/pictures")
     serve.run(build_app(args), name="raygan", route_prefix="/", blocking=False)
     url = f"http://127.0.0.1:{port}"

@@ -1,4 +1,5 @@
-"""Schema-driven fuzzing: requests generated from the service's own OpenAPI document never get a 5xx."""
+"""Schema-driven fuzzing: requests generated from the service's own OpenAPI document never get a 5xx,
+every status answered is one the document lists for that operation, and no error body leaks internals."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ def test_generated_requests_never_get_a_server_error(service: Service) -> None:
     from hypothesis import HealthCheck, Phase, given, settings
     from schemathesis import GenerationMode
 
+    from test_service import LEAKS
+
+    spec = requests.get(service.url + "/openapi.json", timeout=30).json()
     schema = schemathesis.openapi.from_url(service.url + "/openapi.json", timeout=30)
     strategy = schema.as_strategy(generation_mode=GenerationMode.POSITIVE) | schema.as_strategy(
         generation_mode=GenerationMode.NEGATIVE)
@@ -32,8 +36,14 @@ def test_generated_requests_never_get_a_server_error(service: Service) -> None:
         case.headers = {**(case.headers or {}), **service.auth()}
         response = case.call(base_url=service.url, session=session, timeout=60)
         seen[(case.operation.label, response.status_code)] += 1
+        documented = spec["paths"][case.operation.path][case.operation.method.lower()]["responses"]
         if response.status_code >= 500:
             failures.append(f"{case.operation.label} -> {response.status_code}: {response.text[:300]}")
+        if str(response.status_code) not in documented:
+            failures.append(f"{case.operation.label} -> {response.status_code} is not in its OpenAPI responses "
+                            f"{sorted(documented)}: {response.text[:200]}")
+        if response.status_code >= 400 and LEAKS.search(response.text):
+            failures.append(f"{case.operation.label} -> {response.status_code} leaks: {response.text[:300]}")
 
     run()
     assert not failures, failures

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import requests
-from conftest import Service, make_tiny_bundle, png, service_args
+from conftest import SLOW_TOKEN_ENV, Service, make_tiny_bundle, png, service_args
 from PIL import Image
 
 from raygan import storage
@@ -118,13 +119,26 @@ def test_model_info_and_openapi(service: Service) -> None:
     assert info["target_class"] == "1" and info["classes"] == [] and info["maps_skipped"] == {}
     assert info["quality"]["class_consistency"] is None and info["quality"]["passed"] is False
     assert info["quality"]["threshold"] == 0.9 and "no generator class consistency" in info["quality"]["warning"]
-    assert info["settings"]["token"] == "set" and "test-token" not in str(info)
+    assert info["settings"]["authentication"] == "bearer token" and "test-token" not in str(info)
     spec = requests.get(service.url + "/openapi.json", timeout=30).json()
     assert {"/v1/explain", "/v1/shards", "/v1/jobs/{job_id}", "/v1/health", "/v1/model"} <= set(spec["paths"])
     content = spec["paths"]["/v1/explain"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json", "image/png"} <= set(content)
-    assert requests.get(service.url + "/docs", timeout=30).status_code == 200
     assert "center-cropped" in spec["info"]["description"]
+
+
+def test_docs_work_offline(service: Service) -> None:
+    """Swagger UI comes from this service, not from a CDN (no other host is named in the page)."""
+    import re
+
+    page = requests.get(service.url + "/docs", timeout=30)
+    assert page.status_code == 200 and "swagger" in page.text.lower()
+    assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", page.text)
+    assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets), assets
+    for asset in assets:
+        r = requests.get(service.url + asset, timeout=30)
+        assert r.status_code == 200 and len(r.content) > 1000, asset
+    assert any(len(requests.get(service.url + a, timeout=30).content) > 500_000 for a in assets)  # the UI bundle
 
 
 BAD_REQUESTS: list[tuple[str, dict[str, Any], int]] = [
@@ -147,7 +161,39 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int]] = [
     ("bad image_id", {"json": {"image_base64": "aGk=", "image_id": "../../etc/passwd"}}, 422),
     ("bad query", {"params": {"pictures": "everything"}, "files": {"file": ("a.png", b"x")}}, 422),
     ("bad content-length", {"data": b"abc", "headers": {"Content-Type": "image/png", "Content-Length": "x"}}, 400),
+    ("gif", {"files": {"file": ("a.gif", None)}}, 415),
+    ("tiff", {"files": {"file": ("a.tif", None)}}, 415),
+    ("webp", {"files": {"file": ("a.webp", None)}}, 415),
+    ("bmp", {"files": {"file": ("a.bmp", None)}}, 415),
+    ("nan float tiff", {"files": {"file": ("nan.tif", None)}}, 415),
+    ("decompression bomb", {"data": None, "headers": {"Content-Type": "image/png"}}, 413),
 ]
+OTHER_FORMATS = {"gif": "GIF", "tiff": "TIFF", "webp": "WEBP", "bmp": "BMP"}
+LEAKS = re.compile(r"Traceback|File \"| at 0x[0-9a-f]+|<[a-zA-Z_.]+ object|/tmp/|/work/|/root/|site-packages")
+
+
+def encoded(fmt: str, array: np.ndarray | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((40, 40), 100, np.uint8) if array is None else array).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A PNG header claiming width x height pixels with no pixel data: a decompression bomb's first bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + chunk(
+        b"IEND", b"")
+
+
+def assert_clean(body: dict[str, Any]) -> None:
+    """An error body says what is wrong in words: no traceback, no server path, no object repr."""
+    assert isinstance(body["detail"], str) and body["detail"], body
+    assert not LEAKS.search(body["detail"]), body["detail"]
 
 
 @pytest.mark.parametrize("name,kwargs,status", BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
@@ -157,6 +203,12 @@ def test_bad_input_gets_a_clear_4xx(service: Service, name: str, kwargs: dict[st
         buf = io.BytesIO()
         Image.fromarray(np.zeros((6000, 6000), np.uint8)).save(buf, format="PNG")
         kwargs["data"] = buf.getvalue()
+    if name in OTHER_FORMATS:
+        kwargs["files"] = {"file": (kwargs["files"]["file"][0], encoded(OTHER_FORMATS[name]))}
+    if name == "nan float tiff":
+        kwargs["files"] = {"file": ("nan.tif", encoded("TIFF", np.full((40, 40), np.nan, np.float32)))}
+    if name == "decompression bomb":  # 20000 x 20000: over Pillow's 179 MP bomb limit, refused from the header
+        kwargs["data"] = bomb_png(20_000, 20_000)
     if name == "huge chunked body":  # a generator body: no Content-Length, so the limit applies while streaming
         kwargs["data"] = (b"0" * 2**20 for _ in range(3))
     if name == "bad content-length":
@@ -168,7 +220,13 @@ def test_bad_input_gets_a_clear_4xx(service: Service, name: str, kwargs: dict[st
         r = service.post("/v1/explain", **kwargs)
     assert r.status_code == status, (name, r.status_code, r.text)
     if name != "bad content-length":  # that one the HTTP server itself refuses, before the app
-        assert isinstance(r.json()["detail"], str) and r.json()["detail"]
+        assert_clean(r.json())
+    if name in OTHER_FORMATS:
+        assert f"a {OTHER_FORMATS[name]} image" in r.json()["detail"]
+    if name == "nan float tiff":
+        assert "TIFF" in r.json()["detail"]  # refused as a format before any pixel is decoded
+    if name in ("decompression bomb", "pixel bomb"):
+        assert "pixels" in r.json()["detail"]
 
 
 def test_the_service_stays_healthy_after_bad_input(service: Service) -> None:
@@ -185,6 +243,7 @@ def test_token_is_required_on_v1_but_not_on_health_or_viewer(service: Service) -
         assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer", r.text
         assert requests.get(service.url + "/v1/model", headers=headers, timeout=30).status_code == 401
         assert requests.post(service.url + "/v1/shards", json={}, headers=headers, timeout=30).status_code == 401
+        assert requests.get(service.url + "/v1/jobs/" + "0" * 32, headers=headers, timeout=30).status_code == 401
     assert requests.get(service.url + "/v1/health", timeout=30).status_code == 200
     assert requests.get(service.url + "/", timeout=30).status_code == 200
 
@@ -235,7 +294,7 @@ def test_a_failing_job_is_reported(service: Service) -> None:
                                          "output_uri": str(service.local_root / "nothing-out")})
     assert r.status_code == 202, r.text
     job = poll_job(service, r.json()["job_id"])
-    assert job["state"] == "failed" and "no .parquet files" in job["message"], job
+    assert job["state"] == "failed" and "no such file or folder" in job["message"], job
 
 
 @pytest.mark.parametrize("input_uri,output_uri,status", [
@@ -269,24 +328,62 @@ def test_slow_explanations_answer_504_and_overload_503(service: Service) -> None
 
     slow_bundle = make_tiny_bundle(service.local_root.parent / "slow", steps=20000)
     args = service_args(slow_bundle, request_timeout_s=1.0, max_batch_size=1, target_ongoing_requests=1,
-                        max_queued_requests=1, num_cpus=0.5, token="slow-token")
+                        max_queued_requests=1, num_cpus=0.5, token_env=SLOW_TOKEN_ENV)
     serve.run(build_app(args), name="slow", route_prefix="/slow", blocking=False)
     headers = {"Authorization": "Bearer slow-token"}
     try:
         assert requests.post(service.url + "/slow/v1/explain", files={"file": ("a.png", png())},
                              timeout=30).status_code == 401  # the token check holds under a route prefix
 
-        def one(i: int) -> tuple[int, float]:
+        def one(i: int) -> tuple[int, float, dict[str, Any]]:
             start = time.monotonic()
             r = requests.post(service.url + "/slow/v1/explain?pictures=none", headers=headers, timeout=60,
                               files={"file": (f"s{i}.png", png(seed=i))})
-            return r.status_code, time.monotonic() - start
+            assert r.headers.get("x-request-id"), r.headers
+            return r.status_code, time.monotonic() - start, r.json()
 
         with ThreadPoolExecutor(8) as pool:
             results = list(pool.map(one, range(8)))
-        codes = sorted(c for c, _ in results)
+        codes = sorted(c for c, _, _ in results)
         assert set(codes) <= {503, 504} and 503 in codes and 504 in codes, results
-        assert max(t for _, t in results) < 30  # nothing hangs
+        assert max(t for _, t, _ in results) < 30  # nothing hangs
+        for _, _, body in results:  # 5xx: a generic message and the request id the log files it under
+            assert_clean(body)
+            assert body["request_id"] and body["request_id"] in body["detail"]
     finally:
         serve.delete("slow")
     assert requests.get(service.url + "/v1/health", timeout=30).status_code == 200
+
+
+def test_an_internal_fault_answers_500_with_a_request_id_and_logs_the_detail(service: Service) -> None:
+    """Pictures stored under a prefix that cannot be written (a regular file stands where its folder
+    should be): a real storage fault. The client gets a generic 500; the replica log has the detail."""
+    from ray import serve
+
+    from raygan.service.app import build_app
+
+    blocker = service.local_root.parent / "not-a-folder"
+    blocker.write_text("a file where the pictures folder should be")
+    args = service_args(service.bundle_uri, pictures_prefix=str(blocker / "pictures"), num_cpus=0.5,
+                        attributions=False)
+    serve.run(build_app(args), name="broken", route_prefix="/broken", blocking=False)
+    try:
+        r = requests.post(service.url + "/broken/v1/explain?pictures=stored", files={"file": ("a.png", png())},
+                          timeout=120)
+        assert r.status_code == 500, r.text
+        body = r.json()
+        assert_clean(body)
+        assert body["detail"].startswith("internal error") and "not-a-folder" not in body["detail"]
+        assert body["request_id"] == r.headers["x-request-id"]
+        logs = Path(ray_logs_dir()) / "serve"
+        lines = [line for f in logs.glob("replica_broken_Ingress_*.log") for line in f.read_text().splitlines()
+                 if body["request_id"] in line]
+        assert any("failed (request id" in line for line in lines), lines  # the detail is in the server log
+    finally:
+        serve.delete("broken")
+
+
+def ray_logs_dir() -> str:
+    import ray
+
+    return ray._private.worker._global_node.get_logs_dir_path()  # this session's Ray log directory

@@ -91,6 +91,17 @@ def test_viewer_explains_an_upload_and_the_slider_walks_the_traversal(service: S
     assert page.inner_text("#warning") == f"Warning: {body['warning']}" and body["warning"]
     assert "explains 1 · consistency n/a" in page.inner_text("#model")
     assert page.locator("#curve polyline").count() == 1 and page.locator("#curve circle.dot").count() == len(probs)
+    # The alpha = 1 end is labelled for what it is: the reconstruction, or for a fallback traversal
+    # (the mean positive direction) not. The page's own show() draws the answer both ways.
+    for fallback in (body["used_fallback"], not body["used_fallback"]):
+        page.evaluate("(b) => show(b)", {**body, "used_fallback": fallback})
+        end, chart = page.inner_text("#slider-end"), page.text_content("#curve")  # an SVG: no inner_text
+        if fallback:
+            assert "mean positive direction" in end and "not the reconstruction" in chart, (end, chart)
+            assert "not the reconstruction" in page.inner_text("#footer")
+        else:
+            assert end == "reconstruction" and "1 = reconstruction" in chart, (end, chart)
+    page.evaluate("(b) => show(b)", body)
     page.fill("#slider", str(last))
     if SCREENSHOT:
         page.screenshot(path=SCREENSHOT, full_page=True)
@@ -106,5 +117,5 @@ def test_viewer_shows_a_clear_error_for_a_non_image(service: Service, browser: o
     page.goto(service.url + "/")
     page.set_input_files("#file", str(bad))
     page.wait_for_selector("#status.error", timeout=60_000)
-    assert page.inner_text("#status").startswith("Error 415: not a readable PNG/JPEG image")
+    assert page.inner_text("#status").startswith("Error 415: not a usable PNG/JPEG image")
     page.close()

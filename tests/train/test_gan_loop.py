@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from raygan.bundle import load_bundle
 from raygan.config import preset
 from raygan.train.gan_loop import sample_grid_png
 from raygan.train.gan_trainer import train_gan
+from test_tracking import mlflow_runs, read_scalars
 
 TINY = preset("tiny")
 # Small batches so ~38 training phantoms give each of 2 workers two steps per epoch.
@@ -20,9 +22,12 @@ TRAIN = dataclasses.replace(TINY.train, batch_size=8, consistency_samples=4, che
 
 @pytest.mark.timeout(600)
 def test_two_workers_on_s3_checkpoint_resume_survive_a_failure_and_bundle(
-    ray_session: None, phantom_shards: str, classifier_spec: str, s3_bucket: str
+    ray_session: None, phantom_shards: str, classifier_spec: str, s3_bucket: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out = f"{s3_bucket}/run"
+    mlflow_uri = (tmp_path / "mlruns").as_uri()  # read by the driver, passed to rank 0 in the loop's config
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
     # 1. Two data-parallel workers, one epoch: a checkpoint in Ray Train storage on S3, a bundle.
     first = train_gan(phantom_shards, classifier_spec, out, gan=TINY.gan,
                       train=dataclasses.replace(TRAIN, workers=2, epochs=1),
@@ -35,6 +40,16 @@ def test_two_workers_on_s3_checkpoint_resume_survive_a_failure_and_bundle(
     assert len(checkpoints) == 1
     assert storage.exists(storage.join(out, "samples", "epoch-0000.png"))
     assert storage.read_json(storage.join(out, "train_config.json"))["train"]["workers"] == 2
+    # Rank 0 tracked the epoch: TensorBoard events uploaded into the run folder on S3, and an MLflow run.
+    events = storage.list_files(storage.join(out, "tensorboard", "gan"))
+    assert len(events) == 1 and "events.out.tfevents" in events[0]
+    local = tmp_path / "tb" / "events.out.tfevents.copy"
+    local.parent.mkdir()
+    local.write_bytes(storage.read_bytes(events[0]))
+    assert [step for step, _ in read_scalars(local.parent)["d_loss"]] == [0]
+    (run,) = mlflow_runs(mlflow_uri, "raygan")
+    assert run.info.run_name == "gan" and run.data.params["train.workers"] == "2"
+    assert "class_consistency" in run.data.metrics
 
     # 2. Relaunch with two epochs: resumes at epoch 1; the last worker fails once at epoch 1 and
     #    Ray Train restarts the group from the epoch-0 checkpoint (FailureConfig), so the run completes.

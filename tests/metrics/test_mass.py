@@ -3,16 +3,16 @@ import math
 import pytest
 import torch
 
-from raygan.metrics.marker_mass import border_mass, border_region, marker_mass, outside_lung_mass
+from raygan.metrics.mass import border_mass, border_region, shortcut_mass, outside_lung_mass
 
 
-def test_marker_mass_is_one_when_the_map_is_the_marker():
+def test_shortcut_mass_is_one_when_the_map_is_the_marker():
     markers = torch.zeros(3, 1, 16, 16, dtype=torch.bool)
     markers[:, :, 1:4, 1:4] = True
     markers[2] = False  # no marker: not counted
-    result = marker_mass(markers.float(), markers)
+    result = shortcut_mass(markers.float(), markers)
     assert result.value == 1.0 and result.count == 2 and result.chance == pytest.approx(9 / 256)
-    uniform = marker_mass(torch.ones(3, 1, 16, 16), markers)
+    uniform = shortcut_mass(torch.ones(3, 1, 16, 16), markers)
     assert uniform.value == pytest.approx(9 / 256)
 
 

@@ -1,6 +1,6 @@
-"""Where a map puts its mass: on the planted shortcut marker, near the border, outside the lungs.
+"""Where a map puts its mass: on a planted shortcut (marker, stamp), near the border, outside the lungs.
 
-A map that spends its mass on a burned-in marker, on the image border or outside the lung
+A map that spends its mass on a burned-in shortcut, on the image border or outside the lung
 fields exposes a shortcut (DESIGN.md: markers, borders, scanner differences). Every quantity
 here is, per image, sum(map * region) / sum(map), averaged over the images counted; `chance` is
 the mean region fraction, what a uniform map would score.
@@ -40,9 +40,9 @@ def mass_inside(maps: torch.Tensor, regions: torch.Tensor) -> MapMass:
     return MapMass(value=float(share.double().mean()), chance=float(chance.double().mean()), count=count)
 
 
-def marker_mass(maps: torch.Tensor, marker_masks: torch.Tensor) -> MapMass:
-    """Share of map mass on the shortcut marker (images without a marker are not counted)."""
-    return mass_inside(maps, marker_masks)
+def shortcut_mass(maps: torch.Tensor, shortcut_masks: torch.Tensor) -> MapMass:
+    """Share of map mass on the planted shortcut (images without one are not counted)."""
+    return mass_inside(maps, shortcut_masks)
 
 
 def outside_lung_mass(maps: torch.Tensor, lung_masks: torch.Tensor) -> MapMass:
@@ -70,4 +70,4 @@ def border_mass(maps: torch.Tensor, *, margin: int, corners: bool = False) -> Ma
     return mass_inside(maps, region.expand_as(maps))
 
 
-__all__ = ["MapMass", "border_mass", "border_region", "marker_mass", "mass_inside", "outside_lung_mass"]
+__all__ = ["MapMass", "border_mass", "border_region", "mass_inside", "outside_lung_mass", "shortcut_mass"]

@@ -1,0 +1,81 @@
+"""Dataset-level verdicts: "the classifier relies on this cue", from a map, and the ground truth.
+
+Ground truth, by intervention (issue 10): the measured reliance on the cue is >= RELIES (0.3:
+removing the cue costs the positive call 0.3 of probability on average) -> "relies"; <= IGNORES
+(0.05) -> "does not"; in between the cell is not scored.
+
+The rule, the same for every method (raygan's difference map, Grad-CAM, IG): a map says "relies"
+when the odds of its mean mass on the cue, over the images carrying it, are at least `ratio` times
+the odds of the cue's mean area share (what a uniform map would put there): m / (1 - m) >=
+ratio * a / (1 - a). For a small cue (a marker covers 0.5% of the image) this is mass >= ratio x
+area; the odds keep the rule meaningful for large regions too (a border band covering a third of
+the image, where "5 x the area" could never be reached). `ratio` is fixed on the development seed by
+`choose_ratio` (the grid value that gets the most development verdicts right over every method
+and cell; ties go to the median of the tied values) and then frozen for the reported seeds and
+for the shortcut kind no choice was made on.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Verdict = Literal["relies", "does not", "unscored"]
+RELIES = 0.3  # measured reliance at or above this: the classifier relies on the cue
+IGNORES = 0.05  # at or below this: it does not
+RATIO_GRID = (1.5, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0)  # candidate odds-ratio thresholds
+RATIO = 2.0  # the frozen rule: chosen by `make fidelity-quick` on development seed 0 on 2026-12-02 (docs/fidelity-quick.md)
+
+
+def truth(reliance: float) -> Verdict:
+    """The ground-truth verdict of a measured reliance."""
+    if math.isnan(reliance):
+        return "unscored"
+    if reliance >= RELIES:
+        return "relies"
+    if reliance <= IGNORES:
+        return "does not"
+    return "unscored"
+
+
+def odds_ratio(mass: float, chance: float) -> float:
+    """(m / (1 - m)) / (a / (1 - a)): how much more of the map sits on the region than a uniform map's."""
+    if math.isnan(mass) or math.isnan(chance) or not 0 < chance < 1:
+        return math.nan
+    if mass >= 1:
+        return math.inf
+    return (mass / (1 - mass)) / (chance / (1 - chance))
+
+
+def verdict(mass: float, chance: float, *, ratio: float) -> Verdict:
+    """A map's verdict from its mean mass on the cue and the cue's mean area share."""
+    enrichment = odds_ratio(mass, chance)
+    if math.isnan(enrichment):
+        return "unscored"
+    return "relies" if enrichment >= ratio else "does not"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One (cell, method) on the development seed: what the map says and what is true."""
+
+    mass: float  # mean map mass on the cue over the images carrying it
+    chance: float  # mean area share of the cue over the same images
+    reliance: float  # the classifier's measured reliance on the cue
+
+
+def choose_ratio(cases: Sequence[Case], *, grid: Sequence[float] = RATIO_GRID) -> float:
+    """The grid ratio whose verdicts agree with the truth most often on `cases` (scored ones only)."""
+    scored = [c for c in cases if truth(c.reliance) != "unscored"]
+    if not scored:
+        return statistics.median(grid)
+    hits = {r: sum(verdict(c.mass, c.chance, ratio=r) == truth(c.reliance) for c in scored) for r in grid}
+    best = max(hits.values())
+    return statistics.median_low([r for r in grid if hits[r] == best])
+
+
+__all__ = ["IGNORES", "RATIO", "RATIO_GRID", "RELIES", "Case", "Verdict", "choose_ratio", "odds_ratio", "truth",
+           "verdict"]
