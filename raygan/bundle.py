@@ -1,9 +1,12 @@
 """The model bundle: what `raygan train` produces and every later step loads.
 
 Layout (DESIGN.md, "Bundle"): `bundle.json` (version, commit, time, configs, default inversion
-and traversal settings, fingerprints, settings history), `generator.pt`, `classifier/` (a copy
-of the classifier spec, so a bundle is self-contained on a cluster), optional extras, and
-beside them `checkpoints/` and `samples/`.
+and traversal settings, fingerprints, settings history, the target class it explains and the
+generator's quality), `generator.pt`, `classifier/` (a copy of the classifier spec, so a bundle
+is self-contained on a cluster), optional extras, and beside them `checkpoints/` and `samples/`.
+
+A GAN is trained for one target class (z2 = 0: not the target, z2 ~ N(0, I): the target), so
+the bundle records it (`target`: index and name) and loads its classifier reading that class.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from raygan import storage
 from raygan.config import GanConfig, InversionConfig, TrainConfig, TraversalConfig, from_dict
 from raygan.models.frozen import SPEC_FILE, ClassifierSpec, FrozenClassifier, load_classifier, spec_fingerprint
 from raygan.models.generator import Generator, build_generator
+from raygan.quality import Quality
 
 BUNDLE_FILE = "bundle.json"
 GENERATOR_FILE = "generator.pt"
@@ -48,6 +52,30 @@ class Bundle:
     classifier: FrozenClassifier  # C, frozen
     fingerprint: str  # hash of the generator, the classifier and the default settings
     meta: dict[str, Any]  # the whole bundle.json
+    quality: Quality = Quality.unmeasured()  # the generator's class consistency and Frechet distance (quality gate)
+
+    @classmethod
+    def load(cls, uri: str, *, settings: storage.StorageSettings | None = None) -> Bundle:
+        """The bundle at `uri` (local or s3): `load_bundle`."""
+        return load_bundle(uri, settings=settings)
+
+    def save(self, out: str, *, settings: storage.StorageSettings | None = None) -> str:
+        """Write this bundle (generator, classifier spec, bundle.json) to `out` (local or s3); returns `out`.
+
+        The classifier files are copied from where the bundle was loaded; bundle.json keeps its
+        history, fingerprints, target and quality, and notes where it was copied from.
+        """
+        storage.write_bytes(storage.join(out, GENERATOR_FILE), _state_bytes(self.generator), settings=settings)
+        _copy_classifier_spec(storage.join(self.uri, CLASSIFIER_DIR), storage.join(out, CLASSIFIER_DIR),
+                              settings=settings)
+        meta = {**self.meta, "copied_from": self.uri}
+        storage.write_json(storage.join(out, BUNDLE_FILE), meta, settings=settings)
+        return out
+
+    @property
+    def target_class(self) -> str:
+        """The class this bundle explains (name, or output index as text)."""
+        return self.classifier.target_name
 
     def bundle_id(self, inversion: InversionConfig, traversal: TraversalConfig) -> str:
         """Fingerprint of this bundle's weights with `inversion`/`traversal` (keys result rows)."""
@@ -99,9 +127,17 @@ def save_bundle(
     inversion: InversionConfig,
     traversal: TraversalConfig,
     extras: dict[str, Any] | None = None,
+    target: int | str | None = None,
+    quality: Quality | None = None,
     settings: storage.StorageSettings | None = None,
 ) -> str:
-    """Write a self-contained bundle to `out` (local or s3); returns `out`."""
+    """Write a self-contained bundle to `out` (local or s3); returns `out`.
+
+    `target` (class name or index; None: the spec's positive_index) is the class the generator
+    was trained to explain; `quality` its measured quality (None: not measured).
+    """
+    spec = ClassifierSpec.from_json(storage.read_json(storage.join(classifier_uri, SPEC_FILE), settings=settings))
+    index = spec.positive_index if target is None else spec.class_index(target)
     weights = _state_bytes(generator)
     storage.write_bytes(storage.join(out, GENERATOR_FILE), weights, settings=settings)
     _copy_classifier_spec(classifier_uri, storage.join(out, CLASSIFIER_DIR), settings=settings)
@@ -120,6 +156,8 @@ def save_bundle(
         "classifier_source": str(classifier_uri),
         "history": [],
         "extras": extras or {},
+        "target": {"index": index, "name": spec.class_name(index), "activation": spec.activation},
+        "quality": (quality or Quality.unmeasured()).to_json(),
     }
     storage.write_json(storage.join(out, BUNDLE_FILE), meta, settings=settings)
     return out
@@ -152,6 +190,7 @@ def load_bundle(uri: str, *, settings: storage.StorageSettings | None = None) ->
     generator.eval().requires_grad_(False)
     inversion = from_dict(InversionConfig, meta["inversion"])
     traversal = from_dict(TraversalConfig, meta["traversal"])
+    target = (meta.get("target") or {}).get("index")  # None (older bundles): the spec's positive_index
     return Bundle(
         uri=uri,
         gan=gan,
@@ -159,9 +198,10 @@ def load_bundle(uri: str, *, settings: storage.StorageSettings | None = None) ->
         inversion=inversion,
         traversal=traversal,
         generator=generator,
-        classifier=load_classifier(classifier_uri, settings=settings),
+        classifier=load_classifier(classifier_uri, target=target, settings=settings),
         fingerprint=settings_fingerprint(meta["fingerprints"]["weights"], inversion, traversal),
         meta=meta,
+        quality=Quality.from_json(meta.get("quality")),
     )
 
 

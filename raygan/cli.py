@@ -155,28 +155,54 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=None,
                    help="epochs between checkpoints (the last always checkpoints)")
     p.add_argument("--seed", type=int, default=None, help="seeds weights, latents and data order")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="generator side in pixels (default: the preset's); the classifier gets its own size")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="generator channels: 1 gray or 3 RGB (default: the classifier's input channels)")
+    p.add_argument("--target-class", default=None,
+                   help="the class to explain, by name (classifier.json 'classes') or output index; the GAN learns "
+                   "it against the rest (default: the spec's positive_index)")
     p.set_defaults(func=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from raygan import storage
     from raygan.config import preset, replace
-    from raygan.train.gan_trainer import train_gan
+    from raygan.models.frozen import SPEC_FILE, ClassifierSpec
+    from raygan.models.generator import build_generator
 
     chosen = preset(args.preset)
     train = replace(chosen.train, epochs=args.epochs, workers=args.workers, use_gpu=args.gpu,
                     batch_size=args.batch_size, checkpoint_every=args.checkpoint_every, seed=args.seed)
     try:
-        result = train_gan(args.data, args.classifier, args.out, gan=chosen.gan, train=train,
-                           inversion=chosen.inversion, traversal=chosen.traversal)
+        spec = ClassifierSpec.from_json(storage.read_json(storage.join(args.classifier, SPEC_FILE)))
+        if args.target_class is not None:
+            spec.class_index(args.target_class)
+        # The generator makes images at its own size; its channels follow the classifier's unless told.
+        gan = replace(chosen.gan, image_size=args.image_size, channels=args.channels or spec.channels)
+        build_generator(gan)  # refuses a size its architecture cannot make
+    except (FileNotFoundError, ValueError) as e:
+        # A missing classifier, a bad classifier.json, an unknown --target-class or a bad --image-size.
+        print(f"raygan train: error: {e}", file=sys.stderr)
+        return 2
+    if gan.channels == 1 and spec.channels == 3:
+        print("note: a 1-channel generator for a 3-channel classifier: its gray images reach the classifier "
+              "repeated on all three channels (use --channels 3 for colour)", file=sys.stderr)
+    from raygan.train.gan_trainer import train_gan
+
+    try:
+        result = train_gan(args.data, args.classifier, args.out, gan=gan, train=train,
+                           inversion=chosen.inversion, traversal=chosen.traversal, target=args.target_class)
     except FileNotFoundError as e:
         print(f"raygan train: error: {e}", file=sys.stderr)
         return 2
     names = ("d_loss", "g_adv", "g_class", "class_consistency", "images_per_s")
     m = {k: float(result.metrics.get(k, "nan")) for k in names}
     print(f"bundle written to {result.bundle}: {result.epochs} epoch(s) (this run from epoch {result.start_epoch}), "
-          f"{result.seconds:.0f} s")
+          f"{result.seconds:.0f} s; explains class {result.target_class!r}")
     print(f"last epoch: d_loss {m['d_loss']:.4f}  g_adv {m['g_adv']:.4f}  g_class {m['g_class']:.4f}  "
           f"class consistency {m['class_consistency']:.3f}  {m['images_per_s']:.0f} images/s")
+    print(f"quality gate: {result.quality.describe()}")
     return 0
 
 
@@ -328,6 +354,11 @@ def _run_explain(args: argparse.Namespace) -> int:
     for line in summary.failure_lines():
         print(line, file=sys.stderr)
     print(summary.describe())
+    print(f"explained class {bundle.target_class!r}; quality gate: {bundle.quality.describe()}")
+    if explainer.warning:
+        print(f"warning: {explainer.warning}", file=sys.stderr)
+    for name, why in sorted(explainer.maps_skipped.items()):
+        print(f"note: {name} skipped: {why}", file=sys.stderr)
     print(json.dumps(dataclasses.asdict(summary)))
     if summary.error and not summary.ok:
         print("raygan explain: no row was explained; fix the inputs and rerun with --retry-errors", file=sys.stderr)
@@ -551,7 +582,9 @@ def _run_serve(args: argparse.Namespace) -> int:
     # A fresh local Ray gets at least the logical CPUs the replicas reserve (small machines fit the app).
     # Replicas started by it inherit this environment (the token variable included); on an existing
     # cluster the variable or file must be on its nodes. The replicas import the installed raygan package.
-    connect(local_cpus=max(os.cpu_count() or 1, math.ceil(args.cpus * args.replicas + 1)))
+    # A service on loopback keeps a new local Ray node on loopback too (Ray may pick an external address).
+    connect(local_cpus=max(os.cpu_count() or 1, math.ceil(args.cpus * args.replicas + 1)),
+            node_ip_address="127.0.0.1" if args.host in ("127.0.0.1", "localhost") else None)
     require(cpus=config.num_cpus * config.min_replicas + 0.5, gpus=config.num_gpus * config.min_replicas,
             what="the service's replicas")
     try:
@@ -712,7 +745,7 @@ def _log_file(args: argparse.Namespace) -> Path:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = getattr(args, "out", None) or ("runs/demo" if args.command == "demo" else None)
     if out and not storage.is_remote(out):
-        folder = Path(storage.filesystem(out)[1])
+        folder = Path(storage.local_path(out))  # no pyarrow needed: a core install still gets its log
         if folder.suffix.lower() in (".html", ".json", ".md"):
             folder = folder.parent
         return folder / "logs" / f"{args.command}-{stamp}.log"
@@ -732,6 +765,26 @@ def _user_error(error: BaseException) -> bool:
     return isinstance(error, expected)
 
 
+# The extra each command needs beyond the core (pyproject.toml [project.optional-dependencies]).
+COMMAND_EXTRAS = {
+    "phantoms": "data", "ingest": "data", "train-classifier": "ray", "train": "ray", "evaluate": "data",
+    "tune": "tune", "explain": "data", "report": "data", "explain-bulk": "ray", "serve": "serve", "demo": "ray",
+    "study": "data", "fidelity": "data",
+}
+
+
+def _missing_extra(error: BaseException, command: str) -> str | None:
+    """The extra that brings the module whose absence raised `error`; None for anything else
+    (a module that is none of raygan's optional dependencies is a bug, reported as one)."""
+    from raygan.extras import MissingExtra, extra_for
+
+    if isinstance(error, MissingExtra):
+        return error.extra
+    if isinstance(error, ModuleNotFoundError):
+        return extra_for(error.name or "", default=COMMAND_EXTRAS.get(command))
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `raygan` console script."""
     import traceback
@@ -740,6 +793,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _build_parser().parse_args(argv)
     log = _log_file(args)
+    missing = None  # the extra whose missing module stopped the command
     with console.session(log, verbose=args.verbose):
         try:
             if args.command in TORCH_COMMANDS:
@@ -751,17 +805,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\nraygan {args.command}: interrupted", file=sys.stderr)
             code = 130
         except Exception as e:
+            missing = _missing_extra(e, args.command)
             if args.verbose:
                 raise
             traceback.print_exc(file=console.log_file_stream())
             message = " ".join(str(e).split()) or type(e).__name__
-            if _user_error(e):
+            if missing is not None:
+                # An optional dependency of this command is not installed: one line naming the extra.
+                print(f"raygan {args.command}: needs raygan[{missing}] (module {e.name!r} is not installed): "
+                      f"pip install 'raygan[{missing}]'", file=sys.stderr)
+                code = 2
+            elif _user_error(e):
                 print(f"raygan {args.command}: error: {message}", file=sys.stderr)
                 code = 2
             else:
                 print(f"raygan {args.command}: failed: {type(e).__name__}: {message[:500]}", file=sys.stderr)
                 code = 1
-        if code not in (0, 130) or console.ray_used():
+        if (code not in (0, 130) and missing is None) or console.ray_used():
             print(f"raygan: full log in {log}", file=sys.stderr)
     return code
 

@@ -52,11 +52,13 @@ def _local_cluster_address() -> str | None:
     return services.find_bootstrap_address(None)
 
 
-def connect(*, local_cpus: int | None = None, include_dashboard: bool = False, announce: bool = True) -> ClusterInfo:
+def connect(*, local_cpus: int | None = None, include_dashboard: bool = False, announce: bool = True,
+            node_ip_address: str | None = None) -> ClusterInfo:
     """Join the cluster at RAY_ADDRESS or the one `ray start` left here, else start a local instance.
 
     `local_cpus` sizes a new local instance only (default: the machine's cores); an existing
-    cluster keeps its own size. Announces the choice on stderr unless `announce` is False.
+    cluster keeps its own size. `node_ip_address` pins a new local instance's node address (e.g.
+    127.0.0.1 for a service on loopback). Announces the choice on stderr unless `announce` is False.
     """
     import ray
 
@@ -72,7 +74,8 @@ def connect(*, local_cpus: int | None = None, include_dashboard: bool = False, a
         ray.init()
         kind, source = "existing", "ray start on this machine"
     else:
-        ray.init(address="local", num_cpus=local_cpus, include_dashboard=include_dashboard)
+        pinned = {"_node_ip_address": node_ip_address} if node_ip_address else {}
+        ray.init(address="local", num_cpus=local_cpus, include_dashboard=include_dashboard, **pinned)
         kind, source = "local", "started here"
     console.attach_ray()  # Ray's forwarded worker output goes through raygan's console from now on
     total = ray.cluster_resources()

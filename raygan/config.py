@@ -46,7 +46,8 @@ class TrainConfig:
     channels_last: bool = False  # NHWC memory format on CUDA
     compile: bool = False  # torch.compile the step's networks on CUDA
     checkpoint_every: int = 5  # epochs between checkpoints (the last epoch always checkpoints)
-    consistency_samples: int = 64  # fixed z1 set for the per-epoch class-consistency metric
+    consistency_samples: int = 64  # fixed z1 set for the per-epoch class-consistency metric (and the bundle's quality gate)
+    quality_samples: int = 256  # real training images for the bundle's Frechet distance (quality gate); 0 skips it
     seed: int = 0  # seeds weights, latents and data order
     workers: int = 1  # Ray Train workers (data-parallel replicas)
     use_gpu: bool = False  # one GPU per worker

@@ -131,7 +131,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
     page = storage.join(out, "report.html")
     storage.write_text(page, explanation_report(
         report.explanations, report.values, title=f"raygan demo: {len(report.explanations)} test images",
-        audit=report.audit))
+        quality=bundle.quality, audit=report.audit))
     _done(t)
     consistency = float(report.values["class_consistency.accuracy"])
     print(f"\nclass consistency {consistency:.4f} (paper: 0.9115); report: {page}")

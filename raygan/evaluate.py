@@ -80,6 +80,7 @@ class EvaluationReport:
     seconds: float  # wall time of the evaluation
     explanations: tuple[Explanation, ...] = ()  # the per-image explanations behind the data metrics (for reports)
     audit: tuple[RegionAudit, ...] = ()  # the shortcut audit (empty without data or with config.audit off)
+    skipped: dict[str, str] = field(default_factory=dict)  # metric (or map) -> why this classifier cannot give it
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,10 @@ def load_data(
     split: str | None,
     limit: int,
     settings: storage.StorageSettings | None = None,
+    classes: Sequence[str] = (),
 ) -> EvaluationData:
-    """The first `limit` rows of `split` under `data_uri`, decoded at `size`, with their phantom masks."""
+    """The first `limit` rows of `split` under `data_uri`, decoded at `size`, with their phantom masks
+    (labels as class indices; names resolved through `classes`)."""
     from raygan.data.shards import decode_rows, read_table
     from raygan.data.splits import filter_split
 
@@ -147,7 +150,7 @@ def load_data(
     if split is not None:
         table = filter_split(table, split)
     table = table.slice(0, limit)
-    batch = decode_rows(table, size=size, channels=channels)
+    batch = decode_rows(table, size=size, channels=channels, classes=classes)
     masks = {}
     for column, name in MASK_COLUMNS.items():
         if column in batch.passthrough:
@@ -193,7 +196,9 @@ def _explain(explainer: Explainer, data: EvaluationData, *, batch_size: int) -> 
         p_counterfactual=scalars("p_counterfactual"),
         alphas=torch.tensor(out[0].traversal_alphas, dtype=torch.float64),
         probs=torch.tensor([e.traversal_probs for e in out], dtype=torch.float64),
-        maps={name: torch.stack([e.maps[name] for e in out]) for name in out[0].maps},  # MAPS and, with attributions, "path"
+        # The maps every explanation has: MAPS and, with attributions, "path", less the ones this
+        # classifier does not allow (e.g. no Grad-CAM for TorchScript: see Explanation.maps_skipped).
+        maps={name: torch.stack([e.maps[name] for e in out]) for name in out[0].maps if all(name in e.maps for e in out)},
         explanations=tuple(out),
     )
 
@@ -265,12 +270,14 @@ def _map_metrics(
     margin = max(1, round(config.border_fraction * side))
     positive = ex.p_input > 0.5  # faithfulness follows the positive evidence, so only positive calls count
     n_sanity = min(config.sanity_images, ex.images.shape[0])
+    if "reset_parameters" in classifier.unsupported():
+        n_sanity = 0  # evaluate_bundle records why in the report's `skipped`
     map_fns = _map_functions(explainer, data.image_ids[:n_sanity]) if n_sanity else {}
 
     def predict(x: torch.Tensor) -> torch.Tensor:
         return classifier.p_positive(x.to(device)).cpu()
 
-    for name in MAPS:
+    for name in (n for n in MAPS if n in ex.maps):  # the maps this classifier allows (no Grad-CAM for TorchScript)
         maps = ex.maps[name]
         if "lesion" in data.masks:
             sink.add(f"localisation.{name}", localisation(maps, data.masks["lesion"]))
@@ -353,18 +360,31 @@ def evaluate_bundle(
     sink = _Sink()
     explanations: tuple[Explanation, ...] = ()
     audit: tuple[RegionAudit, ...] = ()
+    unsupported = explainer.classifier.unsupported()
+    skipped = dict(explainer.maps_skipped)
+    if config.sanity_images and data_uri is not None and "reset_parameters" in unsupported:
+        skipped["sanity"] = f"the randomisation check needs reset_parameters(): {unsupported['reset_parameters']}"
     sink.add("class_consistency", class_consistency(
         explainer.generator, explainer.classifier, n_z1=config.n_z1, repeats=config.repeats, seed=config.seed))
     if data_uri is not None:
         data = load_data(data_uri, size=explainer.image_size, channels=explainer.channels, split=config.split,
-                         limit=config.limit, settings=settings)
+                         limit=config.limit, settings=settings, classes=explainer.classifier.spec.classes)
         sink.sizes.update(
             {"data.rows": data.rows, "data.images": len(data.image_ids), "data.decode_errors": data.errors})
+        if data.labels is not None:
+            # Class indices -> 1 for the explained class, 0 for the rest (-1 stays unlabelled), for every metric below.
+            target = explainer.classifier.target
+            data = dataclasses.replace(
+                data, labels=torch.where(data.labels >= 0, (data.labels == target).long(), data.labels))
         if data.image_ids:
             labels = data.labels if data.labels is not None else torch.full((len(data.image_ids),), -1)
             generated = _generated_like(explainer.generator, labels, seed=config.seed)
             classifier, dev = explainer.classifier, explainer.device
-            sink.add("frechet", classifier_frechet(lambda x: classifier.features(x.to(dev)), data.images, generated))
+            if "features" in unsupported:
+                skipped["frechet"] = f"needs the classifier's features(): {unsupported['features']}"
+            else:
+                sink.add("frechet", classifier_frechet(lambda x: classifier.features(x.to(dev)), data.images,
+                                                       generated))
             explained = _explain(explainer, data, batch_size=config.batch_size)
             explanations = explained.explanations
             _explanation_metrics(sink, explained)
@@ -385,6 +405,7 @@ def evaluate_bundle(
         bundle_uri=bundle.uri, bundle_id=explainer.bundle_id, data_uri=data_uri, values=sink.values,
         sizes=sink.sizes, curves=sink.curves, config=config, inversion=explainer.inversion,
         traversal=explainer.traversal, seconds=time.perf_counter() - start, explanations=explanations, audit=audit,
+        skipped=skipped,
     )
 
 
@@ -410,6 +431,7 @@ def to_json(report: EvaluationReport) -> dict[str, Any]:
         "inversion": dataclasses.asdict(report.inversion),
         "traversal": dataclasses.asdict(report.traversal),
         "seconds": report.seconds,
+        "skipped": dict(report.skipped),
         "descriptions": {name: m.description for name, m in METRICS.items()},
         "audit": jsonable([dataclasses.asdict(a) for a in report.audit]),
     }
@@ -427,6 +449,19 @@ def _size(sizes: Mapping[str, int], prefix: str) -> str:
     return next((str(n) for key, n in sizes.items() if key.startswith(prefix + ".")), "")
 
 
+def _gate_lines(report: EvaluationReport) -> list[str]:
+    """The quality gate's warning (class consistency below the threshold) and what could not be computed."""
+    from raygan.quality import CONSISTENCY_THRESHOLD
+
+    lines = []
+    consistency = report.values.get("class_consistency.accuracy")
+    if consistency is not None and consistency < CONSISTENCY_THRESHOLD:
+        lines.append(f"- **warning**: generator class consistency {consistency:.3f} is below "
+                     f"{CONSISTENCY_THRESHOLD:g}: its counterfactuals and traversals may not reflect the classifier")
+    lines += [f"- not computed: {name}: {why}" for name, why in sorted(report.skipped.items())]
+    return lines
+
+
 def to_markdown(report: EvaluationReport) -> str:
     """A readable Markdown summary: one table for the generator and explanations, one per-map table."""
     lines = [
@@ -440,6 +475,7 @@ def to_markdown(report: EvaluationReport) -> str:
         f"- inversion: {report.inversion.steps} steps; "
         f"traversal: {report.traversal.frames} frames x {report.traversal.rate}",
         f"- wall time: {report.seconds:.1f} s",
+        *_gate_lines(report),
         "",
         "| metric | field | value | n | better | meaning |",
         "|---|---|---|---|---|---|",

@@ -8,6 +8,9 @@ S3 endpoints: pyarrow ignores `AWS_ENDPOINT_URL(_S3)`, so one `StorageSettings` 
 endpoint explicitly to both pyarrow (`endpoint_override` + `scheme`) and boto3 (`endpoint_url`).
 Credentials come from the standard AWS chain (environment variables, config files, instance
 roles); raygan never handles them.
+
+Local paths need nothing but the standard library (the core install has no pyarrow); s3:// and
+the Parquet helpers import pyarrow when first used (extras `s3` and `data`).
 """
 
 from __future__ import annotations
@@ -18,13 +21,33 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import pyarrow.fs as pafs
+from raygan.extras import require
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
 
 _S3 = "s3://"
 _FILE = "file://"
+
+
+def _pafs(what: str = "s3:// storage") -> Any:
+    """pyarrow.fs, or a MissingExtra naming the extra that brings it."""
+    return require("pyarrow.fs", extra="s3" if what.startswith("s3") else "data", what=what)
+
+
+def _local(uri: str) -> str | None:
+    """The absolute local path of a local path or file:// URI; None for s3://; an error for other schemes."""
+    uri = str(uri)
+    if uri.startswith(_S3):
+        return None
+    if uri.startswith(_FILE):
+        uri = uri[len(_FILE):]
+    elif "://" in uri:
+        raise ValueError(f"unsupported URI scheme in {uri!r}: use a local path, file:// or s3://")
+    return os.path.abspath(os.path.expanduser(uri))
 
 
 @dataclass(frozen=True)
@@ -53,6 +76,14 @@ def is_remote(uri: str) -> bool:
     return str(uri).startswith(_S3)
 
 
+def local_path(uri: str) -> str:
+    """The absolute path of a local path or file:// URI (no pyarrow needed); ValueError for s3://."""
+    path = _local(uri)
+    if path is None:
+        raise ValueError(f"{uri!r} is not a local path")
+    return path
+
+
 def join(uri: str, *parts: str) -> str:
     """Append path parts to a URI or local path, keeping its scheme."""
     uri = str(uri)
@@ -75,6 +106,7 @@ def _split_s3(uri: str) -> tuple[str, str]:
 
 
 def _s3_filesystem(settings: StorageSettings) -> pafs.S3FileSystem:
+    pafs = _pafs()
     kwargs: dict[str, Any] = {
         "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=settings.retries),
     }
@@ -97,11 +129,9 @@ def filesystem(uri: str, settings: StorageSettings | None = None) -> tuple[pafs.
     if uri.startswith(_S3):
         bucket, key = _split_s3(uri)
         return _s3_filesystem(_settings(settings)), f"{bucket}/{key}" if key else bucket
-    if uri.startswith(_FILE):
-        uri = uri[len(_FILE):]
-    elif "://" in uri:
-        raise ValueError(f"unsupported URI scheme in {uri!r}: use a local path, file:// or s3://")
-    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+    path = _local(uri)
+    assert path is not None
+    return _pafs("Parquet files").LocalFileSystem(), path
 
 
 def _to_uri(uri: str, path: str) -> str:
@@ -115,7 +145,7 @@ def _to_uri(uri: str, path: str) -> str:
 
 def s3_client(settings: StorageSettings | None = None) -> Any:
     """A boto3 S3 client for the same endpoint, region and retry policy as `filesystem`."""
-    import boto3
+    boto3 = require("boto3", extra="s3", what="s3:// storage")
     from botocore.config import Config
 
     s = _settings(settings)
@@ -129,6 +159,9 @@ def s3_client(settings: StorageSettings | None = None) -> Any:
 
 def read_bytes(uri: str, settings: StorageSettings | None = None) -> bytes:
     """The whole content of one file."""
+    local = _local(uri)
+    if local is not None:
+        return Path(local).read_bytes()
     fs, path = filesystem(uri, settings)
     with fs.open_input_stream(path) as f:
         return f.read()
@@ -136,21 +169,41 @@ def read_bytes(uri: str, settings: StorageSettings | None = None) -> bytes:
 
 def write_bytes(uri: str, data: bytes, settings: StorageSettings | None = None) -> None:
     """Write (replace) one file; local parent directories are created."""
+    local = _local(uri)
+    if local is not None:
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        Path(local).write_bytes(data)
+        return
     fs, path = filesystem(uri, settings)
-    if isinstance(fs, pafs.LocalFileSystem):
-        fs.create_dir(os.path.dirname(path), recursive=True)
     with fs.open_output_stream(path) as f:
         f.write(data)
 
 
 def exists(uri: str, settings: StorageSettings | None = None) -> bool:
     """True if `uri` is an existing file or directory (for S3: object or non-empty prefix)."""
+    local = _local(uri)
+    if local is not None:
+        return os.path.exists(local)
     fs, path = filesystem(uri, settings)
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
+    return fs.get_file_info(path).type != _pafs().FileType.NotFound
+
+
+def _list_local(path: str) -> list[str]:
+    """Every file under a local directory (recursive, sorted), or [path] for a file, [] if absent."""
+    if os.path.isfile(path):
+        return [path]
+    found = []
+    for root, _dirs, names in os.walk(path, followlinks=True):
+        found += [os.path.join(root, n) for n in names if os.path.isfile(os.path.join(root, n))]
+    return sorted(found)
 
 
 def list_files(uri: str, *, suffix: str | None = None, settings: StorageSettings | None = None) -> list[str]:
     """URIs of all files under `uri` (recursive, sorted); `uri` itself if it is a file; [] if absent."""
+    local = _local(uri)
+    if local is not None:
+        return [_to_uri(uri, p) for p in _list_local(local) if suffix is None or p.endswith(suffix)]
+    pafs = _pafs()
     fs, path = filesystem(uri, settings)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.File:
@@ -199,15 +252,24 @@ def write_json(uri: str, obj: Any, settings: StorageSettings | None = None) -> N
 
 def _copy_tree(src: str, dst: str, settings: StorageSettings | None) -> int:
     """Copy every file under `src` to the same relative path under `dst`; returns the count."""
-    src_fs, src_path = filesystem(src, settings)
-    kind = src_fs.get_file_info(src_path).type
-    if kind == pafs.FileType.NotFound:
-        raise FileNotFoundError(f"nothing to copy: {src!r} does not exist (or is an empty prefix)")
-    if kind == pafs.FileType.File:
-        raise NotADirectoryError(f"{src!r} is a file; expected a directory or prefix")
+    local = _local(src)
+    if local is not None:
+        src_path = local
+        if not os.path.exists(local):
+            raise FileNotFoundError(f"nothing to copy: {src!r} does not exist (or is an empty prefix)")
+        if os.path.isfile(local):
+            raise NotADirectoryError(f"{src!r} is a file; expected a directory or prefix")
+    else:
+        pafs = _pafs()
+        src_fs, src_path = filesystem(src, settings)
+        kind = src_fs.get_file_info(src_path).type
+        if kind == pafs.FileType.NotFound:
+            raise FileNotFoundError(f"nothing to copy: {src!r} does not exist (or is an empty prefix)")
+        if kind == pafs.FileType.File:
+            raise NotADirectoryError(f"{src!r} is a file; expected a directory or prefix")
     files = list_files(src, settings=settings)
     for file_uri in files:
-        _, file_path = filesystem(file_uri, settings)
+        file_path = _local(file_uri) or filesystem(file_uri, settings)[1]
         rel = file_path[len(src_path):].lstrip("/")
         # Whole-file reads keep this simple; bundles and specs are tens of MB at most.
         write_bytes(join(dst, *rel.split("/")), read_bytes(file_uri, settings), settings)
@@ -249,7 +311,7 @@ def write_parquet(table: Any, uri: str, settings: StorageSettings | None = None)
     import pyarrow.parquet as pq
 
     fs, path = filesystem(uri, settings)
-    if isinstance(fs, pafs.LocalFileSystem):
+    if _local(uri) is not None:
         directory, name = path.rsplit("/", 1)
         fs.create_dir(directory, recursive=True)
         tmp = f"{directory}/{TMP_PREFIX}{uuid.uuid4().hex[:8]}-{name}.partial"

@@ -71,7 +71,11 @@ def s3_endpoint() -> Iterator[str]:
     finally:
         os.environ.pop("RAYGAN_S3_ENDPOINT_URL", None)
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a loaded machine: do not fail the session's teardown over it
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 @pytest.fixture()

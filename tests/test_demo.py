@@ -97,7 +97,9 @@ def test_demo_runs_end_to_end_quietly_and_resumes(tmp_path: Path, ray_tmp: str) 
 
     summary = json.loads(next(line for line in reversed(shown) if line.startswith("{")))
     assert 0 <= summary["class_consistency"] <= 1 and 0 <= summary["classifier_accuracy"] <= 1
-    assert (out / "report.html").read_text().count("<img") >= 2  # a figure per explained image
+    page = (out / "report.html").read_text()
+    assert page.count("<img") >= 2  # a figure per explained image
+    assert "Quality gate: generator class consistency" in page  # the bundle's gate, measured by raygan train
     evaluation = json.loads((out / "evaluation" / "evaluation.json").read_text())
     assert evaluation["sizes"]["class_consistency.samples"] == 250 * 4 * 4  # the demo's draw: 250 z1 x 4 x 4 repeats
     assert {"flip_rate.value", "monotone.share", "reconstruction.mse"} <= set(evaluation["values"])

@@ -4,9 +4,11 @@
 |----------|------------------------------|----------------------------------|
 | image_id | string, unique               | yes                              |
 | image    | binary: PNG or JPEG bytes    | yes                              |
-| label    | int (1 = positive class)     | no (needed for training)         |
+| label    | int class index, or name     | no (needed for training)         |
 | other    | anything                     | no; passed through to results    |
 
+The label is the class index in the classifier's output order (for two classes, 1 = positive)
+or the class name from `classifier.json`'s `classes`.
 Shards are `part-00000.parquet`, `part-00001.parquet`, ... under a prefix, zstd-compressed.
 A bad image never fails a whole batch: `decode_rows` reports it as a `RowError` and decodes
 the rest.
@@ -67,8 +69,10 @@ def _check_schema(schema: pa.Schema, where: str) -> None:
     if not (pa.types.is_binary(image_type) or pa.types.is_large_binary(image_type)):
         raise ValueError(f"{where}: column image must be binary (PNG/JPEG bytes), found {image_type}")
     label_type = schema.field("label").type if "label" in schema.names else pa.int64()
-    if not (pa.types.is_integer(label_type) or pa.types.is_null(label_type)):
-        raise ValueError(f"{where}: column label must be an integer (1 = positive), found {label_type}")
+    if not (pa.types.is_integer(label_type) or pa.types.is_null(label_type) or pa.types.is_string(label_type)
+            or pa.types.is_large_string(label_type)):
+        raise ValueError(f"{where}: column label must be a class index (integer) or a class name (string), "
+                         f"found {label_type}")
 
 
 def _duplicates(ids: Sequence[str]) -> list[str]:
@@ -78,6 +82,9 @@ def _duplicates(ids: Sequence[str]) -> list[str]:
 def _fix_types(table: pa.Table) -> pa.Table:
     """Cast the schema's own columns to one type each, so every shard has the same schema."""
     for name, typ in {"image_id": pa.string(), "image": pa.binary(), "label": pa.int64()}.items():
+        if name == "label" and "label" in table.schema.names and (
+                pa.types.is_string(table.schema.field(name).type) or pa.types.is_large_string(table.schema.field(name).type)):
+            typ = pa.string()  # class names stay names
         if name in table.schema.names and table.schema.field(name).type != typ:
             table = table.set_column(table.schema.get_field_index(name), name, table[name].cast(typ))
     return table
@@ -172,13 +179,30 @@ def _columns(table_or_rows: Rows) -> dict[str, list[Any]]:
     return {k: [r.get(k) for r in rows] for k in names}
 
 
+def label_index(value: Any, classes: Sequence[str] = ()) -> int:
+    """A label (class index, or class name from `classes`) as a class index; ValueError if it is neither."""
+    if isinstance(value, str) and value in classes:
+        return list(classes).index(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    known = f"one of the classes {list(classes)}" if classes else "a class index (no class names are known here)"
+    raise ValueError(f"label {value!r} is not {known}")
+
+
 def decode_rows(
     table_or_rows: Rows,
     *,
     size: int,
     channels: int = 1,
+    classes: Sequence[str] = (),
 ) -> DecodedBatch:
-    """Decode the image column of input-shard rows; rows that fail become RowErrors."""
+    """Decode the image column of input-shard rows; rows that fail become RowErrors.
+
+    Labels become class indices: integers as they are, names through `classes` (the
+    classifier's class names); a label that is neither makes its row a RowError.
+    """
     cols = _columns(table_or_rows)
     missing = [c for c in REQUIRED_COLUMNS if c not in cols]
     if missing:
@@ -188,6 +212,13 @@ def decode_rows(
         image_id = str(image_id)
         if data is None:
             errors.append(RowError(image_id, "image is null"))
+            continue
+        label = cols["label"][i] if "label" in cols else None
+        try:
+            if label is not None:
+                label_index(label, classes)
+        except ValueError as e:
+            errors.append(RowError(image_id, str(e)))
             continue
         try:
             images.append(decode_image(bytes(data), size=size, channels=channels))  # [C, S, S]
@@ -200,6 +231,6 @@ def decode_rows(
     labels = None
     if "label" in cols:
         raw = [cols["label"][i] for i in indices]
-        labels = torch.tensor([-1 if v is None else int(v) for v in raw], dtype=torch.int64)
+        labels = torch.tensor([-1 if v is None else label_index(v, classes) for v in raw], dtype=torch.int64)
     passthrough = {k: [v[i] for i in indices] for k, v in cols.items() if k not in REQUIRED_COLUMNS}
     return DecodedBatch(ids, batch, labels, errors, passthrough, indices)

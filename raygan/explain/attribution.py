@@ -2,14 +2,26 @@
 
 Every map is [N, 1, H, W], non-negative, scaled to [0, 1] by its own maximum (an all-zero map
 stays zero). Grad-CAM and IG come from captum, imported inside the functions (the bare GPU
-machine has no captum). Both explain the positive class through the FrozenClassifier, so the
-classifier's own resizing and normalisation are part of what is differentiated; the score they
-attribute is the positive class's log-odds, log p / (1 - p) (for two logits, the logit
-difference), because the positive logit alone can rise with the negative one and say nothing
-about the decision.
+machine has no captum; it is the optional `raygan[attributions]`). Both explain the target class
+through the FrozenClassifier, so the classifier's own resizing and normalisation are part of
+what is differentiated; the score they attribute is the target's log-odds, log p / (1 - p) (for
+two logits, the logit difference), because the target logit alone can rise with the others and
+say nothing about the decision.
+
+Not every model allows every map: Grad-CAM needs a forward hook on a convolutional layer, which
+TorchScript modules refuse. `unavailable_maps` says which maps cannot run and why, so the
+Explainer skips them with that message instead of failing.
+
+Grad-CAM's layer is `classifier.json`'s `gradcam_layer` when given; otherwise the last module, in
+forward order, that contains the model's last Conv2d and still outputs a spatial map (H, W > 1):
+the last convolution of a plain CNN, the last residual stage of a ResNet (`layer4`, where the
+skip connection has been added), the `features` block of VGG or DenseNet, the layers
+pytorch-grad-cam recommends for those families.
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +31,7 @@ from raygan.explain.inversion import eval_mode, log_p_and_log_not_p
 from raygan.models.frozen import FrozenClassifier
 
 MAP_NAMES = ("diff", "gradcam", "ig")
+CAPTUM_MISSING = "needs captum, which is not installed: pip install 'raygan[attributions]'"
 PATH_MAP = "path"  # raygan's traversal attribution (`path_attribution`), beside the three above
 
 
@@ -32,12 +45,12 @@ def normalise(maps: torch.Tensor) -> torch.Tensor:
 def difference_map(reconstruction: torch.Tensor, counterfactual: torch.Tensor) -> torch.Tensor:
     """The paper's explanation map |G(z1, z2) - G(z1, 0)|, channel mean -> [N, 1, H, W] in [0, 1]."""
     assert reconstruction.ndim == 4 and reconstruction.shape == counterfactual.shape, (
-        reconstruction.shape, counterfactual.shape)  # [N, C, H, W] both
+        reconstruction.shape, counterfactual.shape)  # [N, C, S, S] both
     return normalise((reconstruction.float() - counterfactual.float()).abs().mean(dim=1, keepdim=True))
 
 
 class PositiveLogOdds(nn.Module):
-    """x -> log p(positive | x) / (1 - p(positive | x)), [N]: the score Grad-CAM and IG attribute."""
+    """x -> log p(target | x) / (1 - p(target | x)), [N]: the score Grad-CAM and IG attribute."""
 
     def __init__(self, classifier: FrozenClassifier) -> None:
         super().__init__()
@@ -48,31 +61,88 @@ class PositiveLogOdds(nn.Module):
         return log_p - log_not_p
 
 
-def last_conv(classifier: FrozenClassifier) -> nn.Conv2d:
-    """The classifier's last Conv2d (the layer Grad-CAM reads), with a clear error when there is none."""
-    convs = [m for m in classifier.model.modules() if isinstance(m, nn.Conv2d)]
+class GradCamUnavailable(ValueError):
+    """Grad-CAM cannot run on this classifier; the message says why."""
+
+
+def _automatic_layer(model: nn.Module, size: int, channels: int) -> tuple[str, nn.Module]:
+    """The module class docstring's rule picks: found by one blank forward pass with shape hooks."""
+    convs = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
-        raise ValueError(
-            "Grad-CAM needs an nn.Conv2d inside the classifier; none found "
-            f"(format {classifier.spec.format!r}; TorchScript models hide their layers)"
-        )
-    return convs[-1]
+        raise GradCamUnavailable("Grad-CAM needs a convolutional layer and the classifier has no nn.Conv2d; "
+                                 "name one in classifier.json ('gradcam_layer')")
+    last = convs[-1][0]
+    # The last conv and every module above it (a module contains it when its name prefixes it).
+    candidates = {name: m for name, m in model.named_modules() if name and (name == last or last.startswith(name + "."))}
+    finished: list[str] = []  # candidate names in the order their forward passes ended
+    hooks = []
+    for name, module in candidates.items():
+        def record(_m: nn.Module, _args: object, out: object, name: str = name) -> None:
+            if isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[-1] > 1 and out.shape[-2] > 1:
+                finished.append(name)
+        hooks.append(module.register_forward_hook(record))
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        with torch.no_grad(), eval_mode(model):
+            model(torch.zeros(1, channels, size, size, device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    name = finished[-1] if finished else last
+    return name, candidates[name]
+
+
+def gradcam_layer(classifier: FrozenClassifier) -> tuple[str, nn.Module]:
+    """(name, module) of the layer Grad-CAM reads: the spec's `gradcam_layer`, else chosen automatically."""
+    reason = classifier.unsupported().get("hooks")
+    if reason is not None:
+        raise GradCamUnavailable(f"Grad-CAM needs a forward hook on a layer: {reason}")
+    cached = getattr(classifier, "_gradcam_layer", None)
+    if cached is not None:
+        return cached
+    name = classifier.spec.gradcam_layer
+    if name:
+        try:
+            chosen = (name, classifier.model.get_submodule(name))
+        except AttributeError as e:
+            convs = [n for n, m in classifier.model.named_modules() if isinstance(m, nn.Conv2d)][-3:]
+            raise GradCamUnavailable(f"classifier.json names gradcam_layer {name!r}, which the model does not "
+                                     f"have (its last convolutions: {convs})") from e
+    else:
+        chosen = _automatic_layer(classifier.model, classifier.spec.size, classifier.spec.channels)
+    object.__setattr__(classifier, "_gradcam_layer", chosen)  # plain attribute, not a registered submodule
+    return chosen
+
+
+def unavailable_maps(classifier: FrozenClassifier) -> dict[str, str]:
+    """{map name: why it cannot be computed for this classifier} for "gradcam" and "ig" (empty: both run)."""
+    out: dict[str, str] = {}
+    if importlib.util.find_spec("captum") is None:
+        return {"gradcam": f"Grad-CAM {CAPTUM_MISSING}", "ig": f"Integrated Gradients {CAPTUM_MISSING}"}
+    try:
+        gradcam_layer(classifier)
+    except GradCamUnavailable as e:
+        out["gradcam"] = str(e)
+    return out
 
 
 def gradcam(classifier: FrozenClassifier, images: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM (captum LayerGradCam on the last Conv2d) of the positive class -> [N, 1, H, W] in [0, 1].
+    """Grad-CAM (captum LayerGradCam on `gradcam_layer`) of the target class -> [N, 1, H, W] in [0, 1].
 
     The layer map is upsampled bilinearly to the image size, then ReLU'd (only evidence for the
-    positive class) and normalised.
+    target) and normalised. Raises GradCamUnavailable where the model allows no Grad-CAM.
     """
     from captum.attr import LayerAttribution, LayerGradCam
 
     assert images.ndim == 4, images.shape  # [N, C, H, W]
+    _, layer = gradcam_layer(classifier)
     with torch.inference_mode(False), torch.enable_grad(), eval_mode(classifier):
         score = PositiveLogOdds(classifier)
-        cam = LayerGradCam(score, last_conv(classifier)).attribute(images.float().clone().requires_grad_(True))
+        cam = LayerGradCam(score, layer).attribute(images.float().clone().requires_grad_(True))
+    if cam.ndim != 4:
+        raise GradCamUnavailable(f"Grad-CAM's layer must output [N, C, H, W] maps, got shape {tuple(cam.shape)}")
     cam = LayerAttribution.interpolate(cam.detach(), tuple(images.shape[-2:]), interpolate_mode="bilinear")
-    return normalise(F.relu(cam.float()))  # [N, 1, H, W]
+    return normalise(F.relu(cam.float().sum(dim=1, keepdim=True)))  # [N, 1, H, W]
 
 
 def path_attribution(classifier: FrozenClassifier, frames: torch.Tensor) -> torch.Tensor:
@@ -99,9 +169,10 @@ def path_attribution(classifier: FrozenClassifier, frames: torch.Tensor) -> torc
 
 
 def integrated_gradients(classifier: FrozenClassifier, images: torch.Tensor, *, steps: int = 32) -> torch.Tensor:
-    """Integrated Gradients (captum) of the positive class from the all-black image (-1) -> [N, 1, H, W] in [0, 1].
+    """Integrated Gradients (captum) of the target class from the all-black image (-1) -> [N, 1, H, W] in [0, 1].
 
-    Absolute attributions, summed over channels, normalised.
+    Absolute attributions, summed over channels, normalised. Needs only input gradients, so it
+    runs on TorchScript models too.
     """
     from captum.attr import IntegratedGradients
 
@@ -114,7 +185,12 @@ def integrated_gradients(classifier: FrozenClassifier, images: torch.Tensor, *, 
     return normalise(attr.detach().abs().sum(dim=1, keepdim=True).float())  # [N, 1, H, W]
 
 
+def last_conv(classifier: FrozenClassifier) -> nn.Module:
+    """The layer Grad-CAM reads (kept under its former name; see `gradcam_layer`)."""
+    return gradcam_layer(classifier)[1]
+
+
 __all__ = [
-    "MAP_NAMES", "PATH_MAP", "PositiveLogOdds", "difference_map", "gradcam", "integrated_gradients", "last_conv",
-    "normalise", "path_attribution",
+    "CAPTUM_MISSING", "GradCamUnavailable", "MAP_NAMES", "PATH_MAP", "PositiveLogOdds", "difference_map", "gradcam",
+    "gradcam_layer", "integrated_gradients", "last_conv", "normalise", "path_attribution", "unavailable_maps",
 ]

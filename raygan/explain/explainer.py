@@ -16,12 +16,13 @@ from torch import nn
 
 from raygan.config import InversionConfig, TraversalConfig
 from raygan.explain.attribution import (
-    MAP_NAMES, PATH_MAP, difference_map, gradcam, integrated_gradients, path_attribution,
+    MAP_NAMES, PATH_MAP, difference_map, gradcam, integrated_gradients, path_attribution, unavailable_maps,
 )
 from raygan.explain.inversion import eval_mode, invert
 from raygan.explain.traversal import traverse
 from raygan.metrics.reconstruction import per_image_mse, per_image_ssim
 from raygan.models.frozen import FrozenClassifier
+from raygan.quality import Quality
 
 if TYPE_CHECKING:
     from raygan.bundle import Bundle
@@ -53,6 +54,9 @@ class Explanation:
     loss_curve: list[float]  # inversion loss per step run
     used_fallback: bool = False  # the traversal walked the mean positive direction (z2 was ~0)
     extras: dict[str, float] = field(default_factory=dict)  # final inversion loss and other diagnostics
+    target_class: str = ""  # the class explained (name, or output index as text): p_* are p(target class)
+    warning: str | None = None  # the bundle's quality-gate warning (class consistency below 0.9), None when it passes
+    maps_skipped: dict[str, str] = field(default_factory=dict)  # map name -> why this classifier cannot give it
 
 
 def _default_device() -> torch.device:
@@ -72,6 +76,7 @@ class Explainer:
         bundle_id: str = "",
         device: torch.device | str | None = None,
         attributions: bool = True,
+        quality: Quality | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else _default_device()
         self.generator = generator.to(self.device).eval()
@@ -80,6 +85,10 @@ class Explainer:
         self.traversal = traversal
         self.bundle_id = bundle_id
         self.attributions = attributions
+        self.quality = quality if quality is not None else Quality.unmeasured()  # the bundle's quality gate
+        self.warning = self.quality.warning  # said on every explanation; None when the gate passes
+        # Maps this classifier cannot give (e.g. Grad-CAM on TorchScript): skipped, with the reason.
+        self.maps_skipped = unavailable_maps(self.classifier) if attributions else {}
 
     @classmethod
     def from_bundle(
@@ -97,6 +106,7 @@ class Explainer:
         return cls(
             bundle.generator, bundle.classifier, inversion=inversion, traversal=traversal,
             bundle_id=bundle.bundle_id(inversion, traversal), device=device, attributions=attributions,
+            quality=bundle.quality,
         )
 
     @property
@@ -140,8 +150,11 @@ class Explainer:
             walked_end = torch.where(fallback[:, None, None, None], ends, recon)
         maps = {"diff": difference_map(walked_end, counterfactual)}
         if self.attributions:
-            maps["gradcam"] = gradcam(c, x)
-            maps["ig"] = integrated_gradients(c, x)
+            if "gradcam" not in self.maps_skipped:
+                maps["gradcam"] = gradcam(c, x)
+            if "ig" not in self.maps_skipped:
+                maps["ig"] = integrated_gradients(c, x)
+            # Input gradients along the traversal only: every classifier allows it (TorchScript, no captum).
             maps[PATH_MAP] = path_attribution(c, trav.frames.to(self.device))
         # One device-to-host copy per tensor, not one per image and field.
         cpu = {k: v.detach().cpu() for k, v in maps.items()}
@@ -176,6 +189,9 @@ class Explainer:
                 loss_curve=[v for v in curves[i].tolist() if not math.isnan(v)],
                 used_fallback=bool(trav.used_fallback[i]),
                 extras={"final_loss": final_loss[i]},
+                target_class=c.target_name,
+                warning=self.warning,
+                maps_skipped=dict(self.maps_skipped),
             ))
         return out
 

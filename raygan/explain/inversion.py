@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from raygan.config import InversionConfig
@@ -85,11 +84,9 @@ def initial_latents(
 
 
 def log_p_and_log_not_p(classifier: FrozenClassifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log p(positive), log(1 - p(positive))) per image, [N] each, stable for any number of classes."""
-    log_probs = F.log_softmax(classifier(images).float(), dim=1)  # [N, K]
-    k = classifier.spec.positive_index
-    others = torch.cat([log_probs[:, :k], log_probs[:, k + 1:]], dim=1)  # [N, K - 1]
-    return log_probs[:, k], torch.logsumexp(others, dim=1)
+    """(log p(positive), log(1 - p(positive))) per image, [N] each: the classifier's target class against
+    the rest (softmax over K classes, or one sigmoid label), stable for any number of classes."""
+    return classifier.log_p_and_log_not_p(images)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

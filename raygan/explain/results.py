@@ -1,9 +1,12 @@
 """Explanation results: the I/O edge that turns input shards into result rows and PNG artifacts.
 
 Results contract (DESIGN.md, "Explanation results"): Parquet files under `<out>/results/`, one
-row per input row, never fewer. A row whose image does not decode gets status "error" and the
-message; a rerun over the same `<out>` skips every (image_id, bundle_id) already there, and a
-different bundle gets its own rows. Result files are `part-<UTC time>-<uuid8>.parquet` and are
+row per input row, never fewer. A row whose image does not decode, or whose label is not one of
+the classifier's classes, gets status "error" and the message; a rerun over the same `<out>`
+skips every (image_id, bundle_id) already there, and a different bundle gets its own rows.
+Every row says which class it explains (`target_class`; the p_* columns are p(target)), the
+bundle's quality gate (`bundle_class_consistency`, `bundle_frechet`, `warning`) and which maps the
+classifier could not give (`maps_skipped`). Result files are `part-<UTC time>-<uuid8>.parquet` and are
 only ever added, so reruns never clobber earlier results.
 
 Artifacts are PNGs under `<out>/artifacts/<image_id>/<bundle_id>/` (directly under
@@ -28,7 +31,7 @@ import pyarrow.parquet as pq
 
 from raygan import storage
 from raygan.data.codec import ImageDecodeError, decode_image
-from raygan.data.shards import read_table
+from raygan.data.shards import label_index, read_table
 from raygan.explain.explainer import Explainer, Explanation
 
 RESULTS_DIR = "results"
@@ -59,6 +62,11 @@ RESULT_SCHEMA = pa.schema([
     ("steps_used", pa.int64()),
     ("final_loss", pa.float64()),
     *[(f"uri_{name}", pa.string()) for name in ARTIFACTS],
+    ("target_class", pa.string()),
+    ("warning", pa.string()),
+    ("maps_skipped", pa.string()),
+    ("bundle_class_consistency", pa.float64()),
+    ("bundle_frechet", pa.float64()),
 ])
 
 
@@ -148,9 +156,13 @@ def write_artifacts(
     return uris
 
 
-def _base_row(image_id: str, label: Any, bundle_id: str, passthrough: Mapping[str, Any]) -> dict[str, Any]:
+def _base_row(image_id: str, bundle_id: str, explainer: Explainer, passthrough: Mapping[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {name: None for name in RESULT_SCHEMA.names}
-    row.update(image_id=image_id, label=None if label is None else int(label), bundle_id=bundle_id)
+    quality = explainer.quality
+    skipped = "; ".join(f"{name}: {why}" for name, why in sorted(explainer.maps_skipped.items())) or None
+    row.update(image_id=image_id, bundle_id=bundle_id, target_class=explainer.classifier.target_name,
+               warning=quality.warning, maps_skipped=skipped, bundle_class_consistency=quality.class_consistency,
+               bundle_frechet=quality.frechet)
     row.update({passthrough_name(k): v for k, v in passthrough.items()})
     return row
 
@@ -199,13 +211,16 @@ def explain_rows(
     for i, image_id in enumerate(ids):
         if (image_id, bundle_id) in skip:
             continue
-        row = _base_row(image_id, labels[i], bundle_id, {k: cols[k][i] for k in others})
+        row = _base_row(image_id, bundle_id, explainer, {k: cols[k][i] for k in others})
         data = cols["image"][i]
         try:
+            if labels[i] is not None:
+                # A class index, or a class name from classifier.json (stored as its index).
+                row["label"] = label_index(labels[i], explainer.classifier.spec.classes)
             if data is None:
                 raise ImageDecodeError("image is null")
             todo.append((len(out), decode_image(bytes(data), size=explainer.image_size, channels=explainer.channels)))
-        except ImageDecodeError as e:
+        except (ImageDecodeError, ValueError) as e:
             row.update(status="error", error=str(e))
         out.append(row)
     if todo:

@@ -40,6 +40,7 @@ _COLUMNS = (  # what the report reads; everything else (z1, z2, images) stays in
     "image_id", "label", "status", "error", "bundle_id", "p_input", "p_reconstruction", "p_counterfactual",
     "recon_mse", "recon_ssim", "traversal_alphas", "traversal_probs", "monotone", "spearman", "crossing_alpha",
     "uri_figure", "uri_diff", "uri_gradcam", "uri_ig", "uri_path", "lung_mask", "shortcut_mask",
+    "target_class", "warning", "maps_skipped", "bundle_class_consistency", "bundle_frechet",
 )
 
 
@@ -192,6 +193,25 @@ def _summary(all_rows: Sequence[Mapping[str, Any]], total: GroupStats, groups: S
           "counterfactual G(z₁, 0) it calls negative. Monotone: p never decreases along the traversal (tolerance "
           "1e-3). Crossing α: where p first reaches 0.5.</p>"
     )
+
+
+def _quality(all_rows: Sequence[Mapping[str, Any]]) -> str:
+    """What the rows explain and the bundle's quality gate, with its warning when it fails."""
+    first = next((r for r in all_rows if r.get("target_class") is not None), None)
+    if first is None:
+        return ""  # results written before rows recorded their target and quality
+    consistency, frechet = first.get("bundle_class_consistency"), first.get("bundle_frechet")
+    items = [
+        (H.esc(first["target_class"]), "target class (p = p(target))"),
+        ("n/a" if consistency is None else H.fmt(consistency, digits=3), "generator class consistency (gate 0.9)"),
+        ("n/a" if frechet is None else H.fmt(frechet, digits=4), "Frechet distance, generated vs real"),
+    ]
+    out = "<h2>Bundle quality</h2>" + H.cards(items)
+    for warning in sorted({r["warning"] for r in all_rows if r.get("warning")}):
+        out += f'<div class="warning">Warning: {H.esc(warning)}</div>'
+    for skipped in sorted({r["maps_skipped"] for r in all_rows if r.get("maps_skipped")}):
+        out += f'<p class="note">Maps not available for this classifier: {H.esc(skipped)}</p>'
+    return out
 
 
 def _distributions(groups: Mapping[int | None, Sequence[Mapping[str, Any]]]) -> str:
@@ -375,7 +395,7 @@ def dataset_report(results: pa.Table, *, title: str = "raygan dataset report", a
     groups = _groups(ok)
     markers = shortcut_flags(ok)  # decoded once: the shortcut masks are the slowest column to read
     stats = [group_stats(rows, k, markers=markers) for k, rows in groups.items()]
-    body = [_summary(all_rows, group_stats(ok, None, markers=markers), stats)]
+    body = [_quality(all_rows), _summary(all_rows, group_stats(ok, None, markers=markers), stats)]
     if ok:
         body.append(_distributions(groups))
     if maps and ok:

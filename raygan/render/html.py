@@ -62,6 +62,8 @@ td .mono { white-space: nowrap; }
            font-variant-numeric: tabular-nums; white-space: nowrap; }
 .mapcell b { color: var(--ink); }
 img.thumb { width: 64px; height: 64px; image-rendering: pixelated; border-radius: 3px; display: block; }
+.warning { border: 1px solid #f5e0a0; background: #fff8c5; color: #7d4e00; border-radius: 8px; padding: 10px 16px;
+           margin: 12px 0; max-width: 100ch; font-weight: 550; }
 .error-msg { font-family: ui-monospace, Menlo, Consolas, "DejaVu Sans Mono", monospace; font-size: 12.5px;
              color: #82071e; white-space: pre-wrap; word-break: break-word; max-width: 80ch; }
 footer { margin-top: 48px; color: var(--muted); font-size: 12.5px; border-top: 1px solid var(--line);

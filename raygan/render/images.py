@@ -81,7 +81,8 @@ def png_bytes(image: Any, *, kind: PngKind = "auto") -> bytes:
     arr = to_numpy(image)
     if kind == "map" or (kind == "auto" and np.issubdtype(arr.dtype, np.floating) and float(np.nanmin(arr)) >= 0.0):
         return encode_png(map_to_uint8(arr))
-    return encode_png(to_uint8(arr))
+    pixels = to_uint8(arr)  # [H, W] or [H, W, 3]
+    return encode_png(pixels if pixels.ndim == 2 else np.transpose(pixels, (2, 0, 1)))  # encode_png takes [C, H, W]
 
 
 @functools.lru_cache(maxsize=1)

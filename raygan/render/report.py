@@ -86,6 +86,24 @@ def _image_section(index: int, expl: Any) -> str:
     )
 
 
+def _gate(explanations: Sequence[Any], quality: Any) -> str:
+    """The target class, the bundle's quality gate (numbers when known) and its warning, and skipped maps."""
+    out = ""
+    targets = sorted({str(getattr(e, "target_class", "")) for e in explanations} - {""})
+    if targets:
+        out += f'<p class="note">Explained class: <b>{H.esc(", ".join(targets))}</b> (p = p(target class)).</p>'
+    if quality is not None:
+        out += f'<p class="note">Quality gate: {H.esc(quality.describe())}</p>'
+    warnings = {w for w in (getattr(e, "warning", None) for e in explanations) if w}
+    if quality is not None and quality.warning:
+        warnings.add(quality.warning)
+    out += "".join(f'<div class="warning">Warning: {H.esc(w)}</div>' for w in sorted(warnings))
+    skipped = {f"{k}: {v}" for e in explanations for k, v in getattr(e, "maps_skipped", {}).items()}
+    if skipped:
+        out += f'<p class="note">Maps not available for this classifier: {H.esc("; ".join(sorted(skipped)))}</p>'
+    return out
+
+
 def audit_section(audit: Sequence[Any]) -> str:
     """The shortcut audit (`raygan.fidelity.audit.RegionAudit`s) as an HTML table, or why there is none."""
     if not audit:
@@ -110,8 +128,13 @@ def audit_section(audit: Sequence[Any]) -> str:
 
 
 def explanation_report(explanations: Sequence[Any], metrics: Mapping[str, float], *,
-                       title: str = "raygan explanations", audit: Sequence[Any] | None = None) -> str:
-    """One self-contained HTML page (inline CSS and base64 PNGs, no external assets) for these explanations."""
+                       title: str = "raygan explanations", audit: Sequence[Any] | None = None,
+                       quality: Any = None) -> str:
+    """One self-contained HTML page (inline CSS and base64 PNGs, no external assets) for these explanations.
+
+    `quality` (a `raygan.quality.Quality`) adds the bundle's quality gate; each explanation's own
+    warning and skipped maps are shown either way.
+    """
     explanations = list(explanations)
     n = len(explanations)
     monotone = sum(bool(e.monotone) for e in explanations)
@@ -125,7 +148,7 @@ def explanation_report(explanations: Sequence[Any], metrics: Mapping[str, float]
     curves = [(str(e.image_id), [float(a) for a in e.traversal_alphas], [float(p) for p in e.traversal_probs])
               for e in explanations]
     body = [
-        "<h2>Summary</h2>", summary,
+        "<h2>Summary</h2>", _gate(explanations, quality), summary,
         '<div class="row"><div><h3>Metrics</h3>', _metrics_table(metrics), "</div>",
         "<div><h3>All traversals</h3>",
         H.figure(charts.probability_curves_png(curves), alt="p(positive) against alpha for every image",

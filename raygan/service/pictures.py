@@ -87,6 +87,9 @@ def answer(
             pictures = inline(rendered)
     return {
         "image_id": expl.image_id,
+        "target_class": expl.target_class,
+        "warning": expl.warning,
+        "maps_skipped": dict(expl.maps_skipped),
         "p_input": float(expl.p_input),
         "p_reconstruction": float(expl.p_reconstruction),
         "p_counterfactual": float(expl.p_counterfactual),

@@ -75,6 +75,11 @@ class ExplainResponse(BaseModel):
 
     image_id: str
     bundle_id: str = Field(..., description="fingerprint of the bundle and settings that produced this")
+    target_class: str = Field(..., description="the class explained: every p_* is p(target class)")
+    warning: str | None = Field(None, description="the bundle's quality-gate warning (generator class consistency "
+                                "below 0.9, or never measured); null when the gate passes")
+    maps_skipped: dict[str, str] = Field(default_factory=dict,
+                                         description="map name -> why this classifier cannot give that map")
     p_input: float = Field(..., description="p_C(positive | x)")
     p_reconstruction: float = Field(..., description="p_C(positive | G(z1, z2))")
     p_counterfactual: float = Field(..., description="p_C(positive | G(z1, 0))")
@@ -138,6 +143,19 @@ class BatchingStats(BaseModel):
     histogram: dict[str, int] = Field(..., description="batch size -> number of batches")
 
 
+class QualityOut(BaseModel):
+    """The bundle's quality gate: how far its generator can be trusted."""
+
+    class_consistency: float | None = Field(..., description="paper's protocol; null when never measured")
+    consistency_samples: int
+    frechet: float | None = Field(..., description="Frechet distance, generated vs real, in the classifier's features")
+    frechet_samples: int
+    frechet_note: str | None = Field(None, description="why the Frechet distance is missing")
+    threshold: float = Field(..., description="below this class consistency every explanation carries a warning")
+    passed: bool
+    warning: str | None = Field(None, description="what every explanation of this bundle says; null when passed")
+
+
 class ModelInfo(BaseModel):
     """What the service explains with."""
 
@@ -147,6 +165,10 @@ class ModelInfo(BaseModel):
     image_size: int
     channels: int
     classifier: dict = Field(..., description="the classifier spec (classifier.json)")
+    target_class: str = Field(..., description="the class this bundle explains (name, or output index)")
+    classes: list[str] = Field(..., description="the classifier's class names (empty: unnamed)")
+    quality: QualityOut
+    maps_skipped: dict[str, str] = Field(..., description="maps this classifier cannot give, and why")
     gan: dict
     inversion: dict
     traversal: dict
@@ -163,6 +185,6 @@ class ErrorBody(BaseModel):
 
 __all__ = [
     "BatchingStats", "ErrorBody", "ExplainJSONRequest", "ExplainResponse", "Health", "IMAGE_ID_PATTERN",
-    "JobCounts", "JobState", "JobStatus", "MetricsOut", "ModelInfo", "PictureMode", "PicturesOut",
+    "JobCounts", "JobState", "JobStatus", "MetricsOut", "ModelInfo", "PictureMode", "PicturesOut", "QualityOut",
     "ShardJobRequest", "TraversalOut", "finite",
 ]

@@ -44,6 +44,7 @@ class GanLoopConfig:
     local_checkpoints: str | None = None  # local mode (workers = 0) keeps checkpoints here; None: Ray Train storage
     fail_once_at_epoch: int | None = None  # fault-tolerance test hook: the last rank raises once at this epoch
     fail_marker: str | None = None  # URI of the marker file that makes the hook fire only once
+    target: int | None = None  # classifier output the GAN learns to switch on (z2) and off (z2 = 0); None: positive_index
     tracking: TrackingConfig | None = None  # TensorBoard / MLflow destinations, used by rank 0; None = none
 
 
@@ -101,7 +102,7 @@ def gan_loop(config: dict[str, Any]) -> None:
 
     # --- 2. models: G and D wrapped separately (one wrapper around both breaks DDP) ------------
     generator, discriminator = build_generator(gan), build_discriminator(gan)
-    classifier = load_classifier(loop.classifier_uri, settings=loop.settings)
+    classifier = load_classifier(loop.classifier_uri, target=loop.target, settings=loop.settings)
     state = restore_state(local_root=loop.local_checkpoints, settings=loop.settings)
     start_epoch = 0
     if state is not None:

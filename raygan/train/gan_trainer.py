@@ -1,9 +1,10 @@
 """The GAN training driver: Ray Train over the input shards, then a bundle at `out`.
 
 `train_gan` writes the run's config, launches `gan_loop` on `train.workers` Ray Train workers
-(0 = Train V2 local mode: in-process, for tests and quick runs), and turns the final checkpoint's
-generator into a bundle (`raygan.bundle`). Relaunching with the same `out` resumes from the
-latest checkpoint under `<out>/checkpoints` and continues the epoch counter.
+(0 = Train V2 local mode: in-process, for tests and quick runs), measures the final generator's
+quality (class consistency, Frechet distance: `raygan.quality`) and turns it into a bundle
+(`raygan.bundle`) that records the target class it explains. Relaunching with the same `out`
+resumes from the latest checkpoint under `<out>/checkpoints` and continues the epoch counter.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from raygan import storage
 from raygan.bundle import save_bundle
 from raygan.config import GanConfig, InversionConfig, TrainConfig, TraversalConfig
 from raygan.models.frozen import load_classifier
 from raygan.models.generator import build_generator
+from raygan.quality import Quality, measure_quality
 from raygan.tracking import TrackingConfig
 from raygan.train.checkpoint import latest_local_state, load_checkpoint_state
 from raygan.train.cluster import check_workers_fit, ensure_ray
@@ -40,6 +44,8 @@ class TrainResult:
     start_epoch: int  # epoch this launch started from (> 0 after a resume)
     metrics: dict[str, Any]  # the last epoch's metrics (losses, class consistency, images/s, ...)
     seconds: float  # wall time of this launch
+    target_class: str = ""  # the class the bundle explains (name, or output index as text)
+    quality: Quality = Quality.unmeasured()  # the final generator's class consistency and Frechet distance
 
 
 def absolute_uri(uri: str) -> str:
@@ -68,12 +74,15 @@ def train_gan(
     train: TrainConfig,
     inversion: InversionConfig,
     traversal: TraversalConfig,
+    target: int | str | None = None,
     settings: storage.StorageSettings | None = None,
     fail_once_at_epoch: int | None = None,
 ) -> TrainResult:
     """Train G and D against the frozen classifier at `classifier_uri` on the training split of
     `data_uri`; write the bundle (with `inversion`/`traversal` as its defaults) to `out`.
 
+    `target` (a class name or output index; None: the spec's positive_index) is the class the
+    GAN learns to switch on and off: z2 = 0 makes "not the target", z2 ~ N(0, I) the target.
     `fail_once_at_epoch` is a fault-tolerance test hook: one worker raises once at that epoch.
     """
     import ray.train
@@ -82,7 +91,9 @@ def train_gan(
     started = time.perf_counter()
     settings = settings or storage.StorageSettings.from_env()
     out, classifier_uri, data_uri = absolute_uri(out), absolute_uri(classifier_uri), absolute_uri(data_uri)
-    load_classifier(classifier_uri, settings=settings)  # fail here, not on every worker, if the spec is broken
+    # Fail here, not on every worker, if the spec or the target is wrong.
+    classifier = load_classifier(classifier_uri, target=target, settings=settings)
+    target_index = classifier.target
     ensure_ray(workers=train.workers)
     check_workers_fit(workers=train.workers, use_gpu=train.use_gpu, what="GAN training")
 
@@ -90,7 +101,7 @@ def train_gan(
     storage.write_json(storage.join(out, RUN_CONFIG_FILE), {
         "data": data_uri, "classifier": classifier_uri, "gan": dataclasses.asdict(gan),
         "train": dataclasses.asdict(train), "inversion": dataclasses.asdict(inversion),
-        "traversal": dataclasses.asdict(traversal),
+        "traversal": dataclasses.asdict(traversal), "target": target_index,
     }, settings=settings)
 
     checkpoints = storage.join(out, CHECKPOINT_DIR)
@@ -100,9 +111,10 @@ def train_gan(
         "classifier": classifier_uri})
     loop = GanLoopConfig(
         gan=gan, train=train, classifier_uri=classifier_uri, out=out, settings=settings, tracking=tracking,
-        local_checkpoints=local_root, fail_once_at_epoch=fail_once_at_epoch,
+        local_checkpoints=local_root, fail_once_at_epoch=fail_once_at_epoch, target=target_index,
         fail_marker=storage.join(checkpoints, "fail-once.marker") if fail_once_at_epoch is not None else None,
     )
+    dataset = training_dataset(data_uri, size=gan.image_size, channels=gan.channels, settings=settings)
     trainer = TorchTrainer(
         gan_loop,
         train_loop_config={"loop": loop},
@@ -113,7 +125,7 @@ def train_gan(
             failure_config=ray.train.FailureConfig(max_failures=train.max_failures),
             **run_storage(checkpoints, settings),
         ),
-        datasets={"train": training_dataset(data_uri, size=gan.image_size, channels=gan.channels, settings=settings)},
+        datasets={"train": dataset},
     )
     result = trainer.fit()
 
@@ -130,14 +142,22 @@ def train_gan(
     generator = build_generator(gan)
     generator.load_state_dict(state["generator"])
     metrics = dict(result.metrics or state.get("metrics", {}))
+    # The quality gate, on the final generator: class consistency and the Frechet distance to
+    # (at most train.quality_samples) real training images.
+    real = (torch.tensor(dataset.take_batch(train.quality_samples, batch_format="numpy")["image"])  # a copy
+            if train.quality_samples else torch.zeros(0, gan.channels, gan.image_size, gan.image_size))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    quality = measure_quality(generator.to(device).eval(), classifier.to(device), real,
+                              n_z1=train.consistency_samples, seed=train.seed)
+    generator.cpu()
     save_bundle(
         out, generator=generator, classifier_uri=classifier_uri, train=train, inversion=inversion,
-        traversal=traversal, settings=settings,
+        traversal=traversal, settings=settings, target=target_index, quality=quality,
         extras={"data": data_uri, "epochs": int(state["epoch"]) + 1, "final_metrics": state.get("metrics", {})},
     )
     return TrainResult(
         bundle=out, epochs=int(state["epoch"]) + 1, start_epoch=int(metrics.get("start_epoch", state["epoch"] + 1)),
-        metrics=metrics, seconds=time.perf_counter() - started,
+        metrics=metrics, seconds=time.perf_counter() - started, target_class=classifier.target_name, quality=quality,
     )
 
 

@@ -135,13 +135,11 @@ def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
 
 
 def class_nll(classifier: FrozenClassifier, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """-log p_C(y | x) averaged over the batch; y = 1 means the classifier's positive index."""
+    """-log p_C(y | x) averaged over the batch; y = 1 means the classifier's target class, y = 0 the rest
+    (a K-class softmax model's other classes pooled, or a multi-label model's label being absent)."""
     assert images.ndim == 4 and labels.shape == (images.shape[0],), (images.shape, labels.shape)  # [N, C, S, S], [N]
-    logits = classifier(images)  # [N, K]
-    assert logits.shape[1] == 2, f"Eq. 1 needs a two-class classifier, got {logits.shape[1]} outputs"
-    pos = classifier.positive_index
-    target = torch.where(labels == 1, pos, 1 - pos)  # [N] class index in C's output order
-    return F.cross_entropy(logits, target)
+    log_p, log_not_p = classifier.log_p_and_log_not_p(images)  # [N] each
+    return -torch.where(labels == 1, log_p, log_not_p).mean()
 
 
 def gan_step(

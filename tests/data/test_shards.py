@@ -120,3 +120,17 @@ def test_write_from_table_normalizes_types(tmp_path: Path) -> None:
     back = read_table(str(tmp_path))
     assert back.schema.field("image").type == pa.binary() and back.schema.field("label").type == pa.int64()
     assert decode_rows(back, size=4).labels.tolist() == [0, 1, -1]  # -1: row without a label
+
+
+def test_labels_may_be_class_names(tmp_path: Path) -> None:
+    rows = [{"image_id": f"n-{i}", "image": encode_png(np.zeros((8, 8), np.uint8)), "label": name}
+            for i, name in enumerate(["covid", "normal", "pneumonia", "flu"])]
+    uri = str(tmp_path / "named")
+    write_shards(rows, uri)
+    table = read_table(uri)
+    assert table.schema.field("label").type == pa.string()
+    batch = decode_rows(table, size=8, classes=("normal", "pneumonia", "covid"))
+    assert batch.labels.tolist() == [2, 0, 1] and batch.image_ids == ["n-0", "n-1", "n-2"]
+    assert [e.image_id for e in batch.errors] == ["n-3"] and "not one of the classes" in batch.errors[0].message
+    unnamed = decode_rows(table, size=8)  # names without the classifier's class names: clear row errors
+    assert len(unnamed.errors) == 4 and "no class names" in unnamed.errors[0].message

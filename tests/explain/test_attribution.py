@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from explain_helpers import SIZE, identity_spec
 from torch import nn
@@ -70,3 +71,32 @@ def test_gradcam_and_ig_highlight_the_evidence():
         m = m[0, 0]
         assert float(m[region].mean()) > 0.5
         assert float(m[~region].mean()) < 0.2 * float(m[region].mean())
+
+
+def test_gradcam_layer_is_chosen_per_architecture(tmp_path):
+    import dataclasses
+
+    import torchvision
+
+    from raygan.explain.attribution import GradCamUnavailable, gradcam_layer, unavailable_maps
+    from raygan.models import ClassifierSpec, build_classifier, load_classifier, save_classifier
+
+    resnet_spec = ClassifierSpec(format="torchvision", arch="resnet18", weights="w.pt", size=64, channels=3)
+    resnet = FrozenClassifier(torchvision.models.resnet18(weights=None, num_classes=2), resnet_spec)
+    assert gradcam_layer(resnet)[0] == "layer4"  # the last residual stage, after the skip connection
+    cam = gradcam(resnet, torch.rand(2, 3, SIZE, SIZE) * 2 - 1)
+    _check_map(cam, 2)
+    plain = FrozenClassifier(build_classifier("small_cnn", image_size=SIZE), identity_spec())
+    assert gradcam_layer(plain)[0] == "12"  # small_cnn: its last Conv2d (a Sequential's index)
+    explicit = FrozenClassifier(resnet.model, dataclasses.replace(resnet_spec, gradcam_layer="layer3"))
+    assert gradcam_layer(explicit)[0] == "layer3"
+    wrong = FrozenClassifier(resnet.model, dataclasses.replace(resnet_spec, gradcam_layer="layer9"))
+    with pytest.raises(GradCamUnavailable, match="layer9"):
+        gradcam_layer(wrong)
+
+    spec = ClassifierSpec(format="torchscript", weights="m.ts", size=SIZE)
+    save_classifier(build_classifier("small_cnn", image_size=SIZE), tmp_path / "ts", spec=spec)
+    scripted = load_classifier(tmp_path / "ts")
+    skipped = unavailable_maps(scripted)
+    assert list(skipped) == ["gradcam"] and "TorchScript" in skipped["gradcam"]
+    _check_map(integrated_gradients(scripted, torch.rand(2, 1, SIZE, SIZE) * 2 - 1, steps=4), 2)  # IG still runs

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from explain_helpers import SIZE
+from explain_helpers import SIZE, small_cnn_spec
 
 from raygan import storage
 from raygan.config import preset
@@ -122,3 +122,22 @@ def test_results_on_s3(s3_bucket, shards, tiny_generator, tiny_classifier):
     row = next(r for r in _results(out).to_pylist() if r["status"] == "ok")
     assert row["uri_figure"].startswith(f"{s3_bucket}/explained/artifacts/")
     assert storage.read_bytes(row["uri_figure"])[:4] == b"\x89PNG"
+
+
+def test_rows_say_what_they_explain_and_take_class_names(tmp_path, tiny_generator):
+    from raygan.models import FrozenClassifier, build_classifier
+    from raygan.quality import Quality
+
+    spec = dataclasses.replace(small_cnn_spec(), classes=("normal", "covid"))
+    classifier = FrozenClassifier(build_classifier("small_cnn", image_size=SIZE), spec)
+    weak = Quality(class_consistency=0.6, consistency_samples=32, frechet=3.5, frechet_samples=8)
+    explainer = Explainer(tiny_generator, classifier, inversion=dataclasses.replace(TINY.inversion, steps=2),
+                          traversal=TINY.traversal, bundle_id="b", device="cpu", quality=weak)
+    image = encode_png(np.zeros((1, 32, 32), np.float32))
+    rows = pa.table({"image_id": ["a", "b", "c"], "image": [image] * 3, "label": ["covid", "normal", "flu"]})
+    out = explain_rows(rows, str(tmp_path / "out"), explainer=explainer, skip=set())
+    assert [r["label"] for r in out] == [1, 0, None] and [r["status"] for r in out] == ["ok", "ok", "error"]
+    assert "'flu' is not one of the classes" in out[2]["error"]
+    for r in out:
+        assert r["target_class"] == "covid" and r["warning"] == weak.warning and r["bundle_frechet"] == 3.5
+        assert r["bundle_class_consistency"] == 0.6 and r["maps_skipped"] is None

@@ -108,6 +108,24 @@ def test_write_dataset_report_on_s3(s3_bucket: str, write_results) -> None:
     assert f'href="{out}/artifacts/corner-1/figure.png"' in page
 
 
+def test_quality_gate_and_target_in_the_report(tmp_path: Path, write_results) -> None:
+    import pyarrow as pa
+
+    results = write_results(str(tmp_path), kinds=KINDS[:2], errors=0)
+    n = results.num_rows
+    warning = "generator class consistency 0.750 is below 0.9: the GAN often makes images ..."
+    gated = (results.append_column("target_class", pa.array(["covid"] * n))
+             .append_column("warning", pa.array([warning] * n))
+             .append_column("maps_skipped", pa.array(["gradcam: TorchScript modules do not support hooks"] * n))
+             .append_column("bundle_class_consistency", pa.array([0.75] * n))
+             .append_column("bundle_frechet", pa.array([12.5] * n)))
+    page = dataset_report(gated, reader=_local_reader)
+    assert "Bundle quality" in page and "covid" in page and "0.750" in page and "12.5000" in page
+    assert 'class="warning">Warning: generator class consistency 0.750 is below 0.9' in page
+    assert "Maps not available for this classifier: gradcam: TorchScript" in page
+    assert "Bundle quality" not in dataset_report(results, reader=_local_reader)  # older results: no section
+
+
 def test_report_with_the_shortcut_audit(tmp_path) -> None:
     """`raygan report --bundle --input`: reliance on every *_mask region and the border band, each map's verdict."""
     from bundle_helpers import save_tiny_bundle

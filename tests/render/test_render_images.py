@@ -33,6 +33,9 @@ def test_png_bytes_round_trips_images_maps_and_pil() -> None:
     assert np.asarray(Image.open(io.BytesIO(png_bytes(bright, kind="image")))).max() == 191
     pil = Image.new("RGB", (5, 7), "red")
     assert Image.open(io.BytesIO(png_bytes(pil))).size == (5, 7)
+    colour = torch.stack([torch.full((6, 4), 1.0), torch.full((6, 4), -1.0), torch.zeros(6, 4)])  # [3, 6, 4]
+    decoded = Image.open(io.BytesIO(png_bytes(colour, kind="image")))  # RGB generators' images stay RGB
+    assert decoded.mode == "RGB" and decoded.size == (4, 6) and decoded.getpixel((0, 0)) == (255, 0, 128)
 
 
 def test_heatmap_without_base_is_the_colormap() -> None:

@@ -62,6 +62,8 @@ def test_explain_multipart_upload_of_an_odd_sized_colour_png(service: Service) -
     assert r.status_code == 200, r.text
     body = r.json()
     check_explanation(body, image_id="chest_7")
+    assert body["target_class"] == "1" and body["maps_skipped"] == {}
+    assert body["warning"] == service.get("/v1/model").json()["quality"]["warning"]  # every answer says it
     pictures = body["pictures"]
     assert pictures["mode"] == "inline" and len(pictures["traversal_frames"]) == FRAMES
     for name in ("input", "reconstruction", "counterfactual", "diff", "gradcam", "ig", "figure"):
@@ -113,6 +115,10 @@ def test_model_info_and_openapi(service: Service) -> None:
     info = service.get("/v1/model").json()
     assert info["image_size"] == 32 and info["channels"] == 1 and info["bundle_uri"] == service.bundle_uri
     assert info["classifier"]["factory"].endswith(":small_cnn")
+    # The quality gate and the target class (the tiny bundle never measured its consistency).
+    assert info["target_class"] == "1" and info["classes"] == [] and info["maps_skipped"] == {}
+    assert info["quality"]["class_consistency"] is None and info["quality"]["passed"] is False
+    assert info["quality"]["threshold"] == 0.9 and "no generator class consistency" in info["quality"]["warning"]
     assert info["settings"]["authentication"] == "bearer token" and "test-token" not in str(info)
     spec = requests.get(service.url + "/openapi.json", timeout=30).json()
     assert {"/v1/explain", "/v1/shards", "/v1/jobs/{job_id}", "/v1/health", "/v1/model"} <= set(spec["paths"])
@@ -288,7 +294,7 @@ def test_a_failing_job_is_reported(service: Service) -> None:
                                          "output_uri": str(service.local_root / "nothing-out")})
     assert r.status_code == 202, r.text
     job = poll_job(service, r.json()["job_id"])
-    assert job["state"] == "failed" and "no .parquet files" in job["message"], job
+    assert job["state"] == "failed" and "no such file or folder" in job["message"], job
 
 
 @pytest.mark.parametrize("input_uri,output_uri,status", [

@@ -87,12 +87,15 @@ def test_viewer_explains_an_upload_and_the_slider_walks_the_traversal(service: S
         width = page.eval_on_selector(f"#img-{name}", "img => img.naturalWidth")
         assert width == 32, name  # every picture decoded
     assert page.inner_text("#p-input") == f"p = {body['p_input']:.2f}"
+    # The quality gate: this tiny bundle never measured its class consistency, so every answer warns.
+    assert page.inner_text("#warning") == f"Warning: {body['warning']}" and body["warning"]
+    assert "explains 1 · consistency n/a" in page.inner_text("#model")
     assert page.locator("#curve polyline").count() == 1 and page.locator("#curve circle.dot").count() == len(probs)
     # The alpha = 1 end is labelled for what it is: the reconstruction, or for a fallback traversal
     # (the mean positive direction) not. The page's own show() draws the answer both ways.
     for fallback in (body["used_fallback"], not body["used_fallback"]):
         page.evaluate("(b) => show(b)", {**body, "used_fallback": fallback})
-        end, chart = page.inner_text("#slider-end"), page.inner_text("#curve")
+        end, chart = page.inner_text("#slider-end"), page.text_content("#curve")  # an SVG: no inner_text
         if fallback:
             assert "mean positive direction" in end and "not the reconstruction" in chart, (end, chart)
             assert "not the reconstruction" in page.inner_text("#footer")

@@ -117,3 +117,18 @@ def test_metric_means_and_bare() -> None:
         means.add(gan_step(models, opt_g, opt_d, torch.rand(4, 1, 32, 32) * 2 - 1, train=TINY.train))
     assert means.steps == 2 and all(math.isfinite(v.item()) for v in means.means().values())
     assert bare(models.generator) is models.generator
+
+
+def test_class_nll_is_target_against_the_rest_for_k_classes_and_labels() -> None:
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, 3))
+    images = torch.rand(6, 1, 32, 32) * 2 - 1
+    labels = torch.tensor([1, 0, 1, 0, 0, 1])
+    for activation in ("softmax", "sigmoid"):
+        spec = ClassifierSpec(format="factory", weights="w.pt", factory=factory_path("small_cnn"), size=32,
+                              activation=activation, classes=("a", "b", "c"))
+        frozen = FrozenClassifier(net, spec, target=2)
+        logits = net(frozen.prepare(images))  # [6, 3]
+        p = torch.softmax(logits, 1)[:, 2] if activation == "softmax" else torch.sigmoid(logits[:, 2])
+        expected = -torch.where(labels == 1, p.log(), (1 - p).log()).mean()
+        assert torch.allclose(class_nll(frozen, images, labels), expected, atol=1e-5)

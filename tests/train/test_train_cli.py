@@ -24,6 +24,10 @@ def test_train_classifier_then_train_then_evaluate(
                  "--epochs", "1", "--workers", "0", "--batch-size", "8"]) == 0
     out = capsys.readouterr().out
     assert f"bundle written to {bundle}: 1 epoch(s)" in out and "class consistency" in out
+    assert "explains class '1'" in out and "quality gate: generator class consistency" in out
+    first = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
+    assert first["target"] == {"index": 1, "name": "1", "activation": "softmax"}
+    assert first["quality"]["consistency_samples"] == 4 * 8 and first["quality"]["frechet"] is not None
     # Rerun with more epochs: local mode keeps its own checkpoints, so this resumes at epoch 1.
     assert main(["train", "--data", phantom_shards, "--classifier", spec, "--out", bundle, "--preset", "tiny",
                  "--epochs", "2", "--workers", "0", "--batch-size", "8"]) == 0
@@ -43,3 +47,14 @@ def test_train_classifier_then_train_then_evaluate(
 def test_missing_data_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", "--bundle", str(tmp_path / "none")]) == 2
     assert "no bundle at" in capsys.readouterr().err
+
+
+def test_train_refuses_bad_target_size_and_classifier(classifier_spec: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "b"), "--preset", "tiny"]
+    assert main([*base, "--classifier", classifier_spec, "--target-class", "covid"]) == 2
+    assert "unknown class 'covid'" in capsys.readouterr().err
+    assert main([*base, "--classifier", classifier_spec, "--image-size", "48"]) == 2
+    assert "power-of-two image_size" in capsys.readouterr().err
+    assert main([*base, "--classifier", str(tmp_path / "nowhere")]) == 2
+    assert "raygan train: error:" in capsys.readouterr().err
