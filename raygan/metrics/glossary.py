@@ -101,6 +101,37 @@ GLOSSARY: dict[str, Gloss] = {
         "randomisation SSIM", "similarity of the map before and after re-initialising the classifier", "lower"),
 }
 
+# `raygan.scoring` fields, reported by evaluate under "explanations." (raygan's inversion) and
+# "explanations_no_cf." (the same inversion with its counterfactual term off: the ablation).
+SCORING = {
+    "flip_rate": Gloss("flip rate (explained classifier)", "share of positive calls whose counterfactual the "
+                       "explained classifier calls negative; the counterfactual term optimises it", "higher"),
+    "judge_flip_rate": Gloss("flip rate (independent judge)", "the same, judged by a classifier trained "
+                             "independently: validity the inversion did not optimise", "higher"),
+    "judge_agreement": Gloss("judge agreement", "share of inputs on which the judge and the explained "
+                             "classifier make the same call", "context"),
+    "monotone_share": Gloss("monotone share", "share of traversals whose p(positive) never decreases", "higher"),
+    "mean_spearman": Gloss("traversal Spearman", "mean rank correlation of p(positive) with alpha", "higher"),
+    "monotone_own": Gloss("monotone share (own z2)", "the same over traversals that walk the image's own z2",
+                          "higher"),
+    "monotone_fallback": Gloss("monotone share (fallback)", "the same over traversals that walk the mean "
+                               "positive direction because the image's own z2 did not move p", "higher"),
+    "recon_mse": Gloss("reconstruction MSE", "mean squared error of G(z1, z2) against the input", "lower"),
+    "recon_ssim": Gloss("reconstruction SSIM", "structural similarity of G(z1, z2) to the input", "higher"),
+    "p_gap": Gloss("|delta p|", "mean |p(G(z1, z2)) - p(x)|: how faithfully the reconstruction keeps the call",
+                   "lower"),
+    "proximity": Gloss("proximity", "mean |G(z1, 0) - G(z1, z2)|: how much the counterfactual repaints", "lower"),
+    "fallback_share": Gloss("fallback share", "share of traversals that walked the fallback direction", "context"),
+    "mean_steps": Gloss("inversion steps", "mean optimisation steps run per image", "lower"),
+    "realism.counterfactual_to_negative": Gloss(
+        "counterfactual realism (FD)", "Frechet distance of counterfactuals G(z1, 0) to real negatives, beside "
+        "its floor and gap", "lower"),
+    "realism.floor": Gloss("realism floor", "the same distance between two halves of the real negatives: what "
+                           "indistinguishable scores at this size", "context"),
+    "realism.gap": Gloss("realism gap", "the distance of real positives to real negatives", "context"),
+}
+SCORING_PREFIXES = {"explanations": "", "explanations_no_cf": " (counterfactual term off)"}
+
 _COUNTS = {"count", "samples", "eligible", "n_real", "n_generated", "dim", "layers", "total_layers",
            "spearman_count"}
 
@@ -116,6 +147,10 @@ def _generic(key: str) -> str:
 def describe(key: str) -> Gloss:
     """The meaning of a report key; an unknown key says so (and `undescribed` lists it for the tests)."""
     generic = _generic(key)
+    head, _, field = key.partition(".")
+    if head in SCORING_PREFIXES and field in SCORING:
+        gloss = SCORING[field]
+        return Gloss(gloss.label + SCORING_PREFIXES[head], gloss.meaning, gloss.better)
     if generic in GLOSSARY:
         gloss = GLOSSARY[generic]
     elif generic.rsplit(".", 1)[-1] in _COUNTS:

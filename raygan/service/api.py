@@ -215,6 +215,9 @@ def make_api(ingress: Any) -> FastAPI:
     async def model_info() -> dict[str, Any]:
         try:
             return await ingress.info()
+        except BackPressureError as e:  # the first requests ask the model for its info through its full queue
+            raise HTTPException(503, "the service is overloaded (too many queued explanations); retry later",
+                                headers={"Retry-After": "5"}) from e
         except (RayActorError, DeploymentUnavailableError, asyncio.TimeoutError) as e:
             raise HTTPException(503, "the model is not available yet; retry later") from e
 
@@ -274,7 +277,10 @@ def make_api(ingress: Any) -> FastAPI:
     async def model() -> dict[str, Any]:
         """Bundle, classifier spec, settings, and the batch sizes the answering replica has run."""
         info = await model_info()
-        batching = await asyncio.wait_for(ingress.model.batching.remote(), timeout=config.request_timeout_s)
+        try:
+            batching = await asyncio.wait_for(ingress.model.batching.remote(), timeout=config.request_timeout_s)
+        except (BackPressureError, RayActorError, DeploymentUnavailableError, asyncio.TimeoutError) as e:
+            raise HTTPException(503, "the model is busy or not available; retry later") from e
         return {**info, "settings": config.public(), "batching": batching}
 
     @api.post("/v1/explain", response_model=schemas.ExplainResponse, openapi_extra=EXPLAIN_BODY,
