@@ -26,6 +26,7 @@ import requests
 import torch
 import torchvision
 from PIL import Image
+from service_helpers import wait_healthy
 
 import raygan
 from raygan.bundle import load_bundle, update_settings
@@ -166,23 +167,8 @@ def service(serve_url: str, cases: dict[str, Case]) -> str:
                 "request_timeout_s": 600, "env_vars": {"PYTHONPATH": str(ROOT)}}
         serve.run(build_app(args), name=case.name, route_prefix=f"/{case.name}", blocking=False)
     for case in cases.values():
-        _wait_healthy(f"{serve_url}/{case.name}")
+        wait_healthy(f"{serve_url}/{case.name}", timeout=300)
     return serve_url
-
-
-def _wait_healthy(url: str, timeout: float = 300) -> None:
-    import time
-
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        try:
-            last = requests.get(url + "/v1/health", timeout=10)
-            if last.status_code == 200:
-                return
-        except requests.RequestException as e:
-            last = e
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} not healthy after {timeout} s: {last}")
 
 
 def _direct_p(case: Case, image: torch.Tensor) -> float:

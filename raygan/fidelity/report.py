@@ -21,13 +21,15 @@ def _ci(row: dict[str, Any], key: str, digits: int = 3) -> str:
     return f"{_f(row.get(key), digits)} [{_f(low, digits)}, {_f(high, digits)}]"
 
 
+def _head(*columns: str) -> list[str]:
+    """A Markdown table's header and separator rows for `columns`."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def _pooled(document: dict[str, Any]) -> list[str]:
-    lines = [
-        "| world | shortcut | method | reliance on shortcut / lesions | shortcut mass [95% CI] | chance "
-        "| mass / chance | lesion AUPRC [95% CI] | chance | twin agreement | counterfactual removes shortcut "
-        "| verdicts right |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = _head("world", "shortcut", "method", "reliance on shortcut / lesions", "shortcut mass [95% CI]", "chance",
+                  "mass / chance", "lesion AUPRC [95% CI]", "chance", "twin agreement",
+                  "counterfactual removes shortcut", "verdicts right")
     for r in document["pooled"]:
         right = [v == t for v, t in zip(r["verdict"], r["truth"]) if t != "unscored"]
         lines.append(
@@ -40,12 +42,9 @@ def _pooled(document: dict[str, Any]) -> list[str]:
 
 
 def _validity(document: dict[str, Any]) -> list[str]:
-    lines = [
-        "| world | shortcut | seed | class consistency C / judge | flip rate C (cf term on / off) | flip rate judge "
-        "(on / off) | monotone own z2 (n) | monotone fallback (n) | FD cf -> negatives (floor, gap; n) "
-        "| recon MSE | steps |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = _head("world", "shortcut", "seed", "class consistency C / judge", "flip rate C (cf term on / off)",
+                  "flip rate judge (on / off)", "monotone own z2 (n)", "monotone fallback (n)",
+                  "FD cf -> negatives (floor, gap; n)", "recon MSE", "steps")
     for c in document["cells"]:
         on, off = c["scores"].get("raygan", {}), c["scores"].get("raygan_no_cf", {})
         real = on.get("realism") or {}
@@ -126,12 +125,12 @@ def to_markdown(document: dict[str, Any], *, notes: str | None = None) -> str:
         lines.append(f"- the ratio these development cells would choose: {document['chosen_ratio']}")
     lines += ["", "## Pooled over seeds (95% bootstrap intervals: seeds, then images)", "", *_pooled(document)]
     lines += ["", "## raygan against the baselines (paired difference, raygan - baseline)", "",
-              "| world | shortcut | metric | baseline | difference [95% CI] | beats | n |", "|---|---|---|---|---|---|---|"]
+              *_head("world", "shortcut", "metric", "baseline", "difference [95% CI]", "beats", "n")]
     for c in document["comparisons"]:
         low, high = c["ci95"]
         lines.append(f"| {c['world']} | {c['shortcut_kind']} | {c['metric']} | {LABEL[c['baseline']]} | "
                      f"{_f(c['difference'])} [{_f(low)}, {_f(high)}] | {'yes' if c['beats'] else 'no'} | {c['n']} |")
-    lines += ["", "## Targets (issue 10)", "", "| target | value | goal | met |", "|---|---|---|---|"]
+    lines += ["", "## Targets (issue 10)", "", *_head("target", "value", "goal", "met")]
     for t in document["targets"]:
         value = t["value"]
         shown = " vs ".join(_f(v) for v in value) if isinstance(value, list) else _f(value)
@@ -141,16 +140,15 @@ def to_markdown(document: dict[str, Any], *, notes: str | None = None) -> str:
               "inversion with the counterfactual term switched off (the term optimises the explained classifier's "
               "flip rate). The judge is an independently trained max_cnn (another architecture and seed, same split).", "", *_validity(document)]
     lines += ["", "## Per cell", "",
-              "| world | shortcut | seed | method | reliance shortcut / lesions | shortcut mass (chance) | lesion AUPRC "
-              "(chance) | twin agreement | cf removes shortcut | verdict | truth |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              *_head("world", "shortcut", "seed", "method", "reliance shortcut / lesions", "shortcut mass (chance)",
+                     "lesion AUPRC (chance)", "twin agreement", "cf removes shortcut", "verdict", "truth")]
     for r in document["rows"]:
         lines.append(
             f"| {r['world']} | {r['shortcut_kind']} | {r['seed']} | {LABEL[r['method']]} | "
             f"{_f(r['reliance_shortcut'], 2)} / {_f(r['reliance_lesions'], 2)} | {_f(r['shortcut_mass'])} "
             f"({_f(r['shortcut_chance'], 4)}) | {_f(r['lesion_auprc'])} ({_f(r['lesion_chance'])}) | "
             f"{_f(r['twin_agreement'], 2)} | {_f(r['cf_removes_shortcut'], 2)} | {r['verdict']} | {r['truth']} |")
-    lines += ["", "## Sizes and timings per cell", "", "| cell | sizes | epochs | seconds |", "|---|---|---|---|"]
+    lines += ["", "## Sizes and timings per cell", "", *_head("cell", "sizes", "epochs", "seconds")]
     for c in document["cells"]:
         secs = ", ".join(f"{k} {v:.0f}" for k, v in c["seconds"].items())
         lines.append(f"| {c['world']}/{c['shortcut_kind']}/seed {c['seed']} | {c['sizes']} | {c['epochs']} | {secs} |")

@@ -12,7 +12,6 @@ import io
 import os
 import socket
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
+from service_helpers import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 # The second test app reads its token from this variable; set before the session's Ray starts (at
@@ -75,20 +75,6 @@ class Service:
 
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-
-def wait_healthy(url: str, *, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = requests.get(url + "/v1/health", timeout=10)
-            if last.status_code == 200:
-                return
-        except requests.RequestException as e:
-            last = e
-        time.sleep(0.5)
-    raise RuntimeError(f"service at {url} not healthy after {timeout} s: {last}")
 
 
 def service_args(bundle_uri: str, **overrides: Any) -> dict[str, Any]:
