@@ -18,6 +18,12 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Ray (2.60, Linux) rewrites a node address of 127.0.0.1 to the machine's outward address
+# (services.resolve_ip_for_localhost), and then its raylets and agents listen there and on 0.0.0.0.
+# With this switch off, get_node_ip_address() answers the loopback address and every Ray process
+# listens on 127.0.0.1 only, which is all a test may use. (Its other effect, refusing
+# `ray start --address` worker nodes, is for macOS/Windows; the tests' extra nodes are in-process.)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # Serve's proxy must answer its readiness check in 5 s by default; on a 2-core machine busy with the
 # suite's other Ray workers it can miss that three times and be killed before it ever serves.
 os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")

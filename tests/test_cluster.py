@@ -105,6 +105,34 @@ def processes() -> list[tuple[int, str]]:
     return found
 
 
+def family(roots: set[int]) -> set[int]:
+    """The given processes and all their descendants (parents read from /proc/<pid>/stat)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def listening(pids: set[int]) -> list[str]:
+    """'address:port (process)' of every TCP socket these processes listen on (`ss`, iproute2)."""
+    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        fields = line.split()
+        owners = re.findall(r'\("([^"]*)",pid=(\d+)', line)
+        found += [f"{fields[3]} ({name})" for name, pid in owners if int(pid) in pids]
+    return found
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -174,6 +202,15 @@ def test_serve_on_the_cluster_keeps_its_token_secret(head: Head, inputs: dict[st
             assert requests.request(method, url + path, timeout=30).status_code == 401, path
         assert requests.get(url + "/v1/model", headers={"Authorization": f"Bearer {token}"},
                             timeout=60).status_code == 200
+
+        # Everything the cluster and the service started listens on loopback only, but for one thing outside
+        # raygan's reach: Ray Serve 2.60 binds each replica's inter-deployment gRPC server to "[::]:0"
+        # (serve/_private/replica.py, hard-coded), shown by ss as *:<port>.
+        ours = family({proc.pid} | {pid for pid, cmdline in processes() if head.tmpdir in cmdline})
+        sockets = listening(ours)
+        outward = [s for s in sockets if not s.startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:"))
+                   and not (s.startswith("*:") and s.endswith("(ray::ServeRepli)"))]
+        assert sockets and not outward, outward
 
         # The token is nowhere a bystander looks: process arguments, the dashboard, the logs.
         listing = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True, check=True).stdout
