@@ -30,8 +30,8 @@ demo: $(STAMP)
 # The bring-your-own-classifier test starts its own Serve, which does not come up again after the
 # service tests' Serve shut down in the same Ray session: it runs in a second pytest session.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q --ignore=tests/test_byo_classifier.py
-	$(BIN)/python -m pytest -q tests/test_byo_classifier.py
+	$(BIN)/python -m pytest -q --durations=25 --ignore=tests/test_byo_classifier.py
+	$(BIN)/python -m pytest -q --durations=5 tests/test_byo_classifier.py
 
 results-cpu: $(STAMP)
 	$(BIN)/raygan study --preset small --data $(CXR128) --out runs/results-cpu --classifier-epochs 8 \
