@@ -42,7 +42,7 @@ def test_explain_every_kind_of_input(bundle_uri: str, tmp_path: Path) -> None:
     assert results[0].p_input == results[1].p_input == results[2].p_input  # one decoding path for all three
     r = results[0]
     assert r.target_class == "1" and r.warning == raygan.Quality.unmeasured().warning
-    assert sorted(r.maps) == ["diff", "gradcam", "ig", "path"] and r.maps_skipped == {}
+    assert sorted(r.maps) == ["diff", "gradcam", "ig", "path", "swap"] and r.maps_skipped == {}
     assert r.maps["diff"].shape == (1, 32, 32) and len(r.traversal_probs) == 3 and r.steps_used <= 4
     # A [N, C, H, W] batch of float tensors in [-1, 1] (any size: center-cropped and resized), and uint8.
     batch = torch.rand(2, 3, 40, 50) * 2 - 1

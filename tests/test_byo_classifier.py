@@ -213,7 +213,8 @@ def test_train_and_explain_through_cli_api_and_service(cases: dict[str, Case], s
     assert api.image_id == row["image_id"] and api.target_class == case.target
     assert api.p_input == pytest.approx(row["p_input"], abs=1e-5)
     assert api.p_input == pytest.approx(_direct_p(case, api.image), abs=1e-5)  # p of the chosen class / label
-    assert sorted(api.maps) == (["diff", "gradcam", "ig", "path"] if case.has_gradcam else ["diff", "ig", "path"])
+    assert sorted(api.maps) == (["diff", "gradcam", "ig", "path", "swap"] if case.has_gradcam
+                                else ["diff", "ig", "path", "swap"])
     assert ("gradcam" in api.maps_skipped) != case.has_gradcam and api.warning == quality.warning
     if name == "resnet18":
         assert api.image.shape[0] == 3 and not torch.equal(api.image[0], api.image[2])  # colour kept, not gray

@@ -16,7 +16,8 @@ from torch import nn
 
 from raygan.config import InversionConfig, TraversalConfig
 from raygan.explain.attribution import (
-    MAP_NAMES, PATH_MAP, difference_map, gradcam, integrated_gradients, path_attribution, unavailable_maps,
+    MAP_NAMES, PATH_MAP, SWAP_MAP, difference_map, gradcam, integrated_gradients, path_attribution, swap_attribution,
+    unavailable_maps,
 )
 from raygan.explain.inversion import eval_mode, invert
 from raygan.explain.traversal import traverse
@@ -156,6 +157,8 @@ class Explainer:
                 maps["ig"] = integrated_gradients(c, x)
             # Input gradients along the traversal only: every classifier allows it (TorchScript, no captum).
             maps[PATH_MAP] = path_attribution(c, trav.frames.to(self.device))
+            # Forward passes only, with the counterfactual as what replaces each window.
+            maps[SWAP_MAP] = swap_attribution(c, x, counterfactual)
         # One device-to-host copy per tensor, not one per image and field.
         cpu = {k: v.detach().cpu() for k, v in maps.items()}
         recon, counterfactual = recon.float().cpu(), counterfactual.float().cpu()

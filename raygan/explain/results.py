@@ -37,7 +37,7 @@ from raygan.explain.explainer import Explainer, Explanation
 RESULTS_DIR = "results"
 ARTIFACTS_DIR = "artifacts"
 INPUT_COLUMNS = ("image_id", "image", "label")  # input columns with a fixed place; the rest pass through
-ARTIFACTS = ("figure", "reconstruction", "counterfactual", "traversal", "diff", "gradcam", "ig", "path")
+ARTIFACTS = ("figure", "reconstruction", "counterfactual", "traversal", "diff", "gradcam", "ig", "path", "swap")
 
 _F32_LIST = pa.list_(pa.float32())
 RESULT_SCHEMA = pa.schema([
@@ -144,7 +144,7 @@ def write_artifacts(
         "counterfactual": png_bytes(expl.counterfactual, kind="image"),
         "traversal": traversal_strip(expl.traversal_frames, expl.traversal_probs, expl.traversal_alphas),
     }
-    for name in ("diff", "gradcam", "ig", "path"):
+    for name in ("diff", "gradcam", "ig", "path", "swap"):
         if name in expl.maps:
             pictures[name] = png_bytes(expl.maps[name], kind="map")
     uris: dict[str, str | None] = {f"uri_{name}": None for name in ARTIFACTS}

@@ -31,8 +31,9 @@ from raygan.config import Preset, replace
 from raygan.data.phantoms import world_config
 from raygan.fidelity.phantom_set import PhantomSet, render_split, stratified
 
-METHODS = ("raygan", "raygan_path", "gradcam", "ig")  # the maps scored: raygan's difference map and traversal attribution, Grad-CAM, IG
-MAP_OF = {"raygan": "diff", "raygan_path": "path", "gradcam": "gradcam", "ig": "ig"}
+# The maps scored: raygan's difference map, traversal attribution and counterfactual swap map, Grad-CAM, IG.
+METHODS = ("raygan", "raygan_path", "raygan_swap", "gradcam", "ig")
+MAP_OF = {"raygan": "diff", "raygan_path": "path", "raygan_swap": "swap", "gradcam": "gradcam", "ig": "ig"}
 Log = Callable[[str], None]
 
 

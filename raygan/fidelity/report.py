@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-LABEL = {"raygan": "raygan difference map", "raygan_path": "raygan traversal attribution", "gradcam": "Grad-CAM",
+LABEL = {"raygan": "raygan difference map", "raygan_path": "raygan traversal attribution",
+         "raygan_swap": "raygan counterfactual swap", "gradcam": "Grad-CAM",
          "ig": "Integrated Gradients"}
 
 
@@ -97,7 +98,8 @@ removed cue acts (tested per cue in tests/data/test_phantoms.py).
 another seed, same training split); measure reliance on each cue by twins over the whole test
 split; train the GAN against the frozen classifier; explain a test sample of which half carries the
 shortcut, once with raygan's inversion and once with its counterfactual term off; score raygan's
-difference map, raygan's traversal attribution, Grad-CAM and Integrated Gradients.
+difference map, raygan's traversal attribution, raygan's counterfactual swap map (where runs have it),
+Grad-CAM and Integrated Gradients.
 """
 
 

@@ -85,7 +85,7 @@ def _pipeline(variant: str, config: SanityConfig, classifier_path: str, out: str
     torch.save({
         "variant": variant, "epochs": fit.epochs,
         "consistency": class_consistency(generator, classifier, n_z1=250, seed=config.seed).accuracy,
-        "maps": {name: torch.stack([e.maps[name] for e in explained]) for name in ("diff", "path", "gradcam", "ig")},
+        "maps": {name: torch.stack([e.maps[name] for e in explained]) for name in ("diff", "path", "swap", "gradcam", "ig")},
         "curves": torch.tensor([e.traversal_probs for e in explained]),
         "p_input": torch.tensor([e.p_input for e in explained]),
     }, out)
@@ -111,7 +111,8 @@ def compare(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     base = runs["trained"]
     for variant in ("randomised", "permuted"):
         other = runs[variant]
-        for method, key in (("raygan", "diff"), ("raygan_path", "path"), ("gradcam", "gradcam"), ("ig", "ig")):
+        for method, key in (("raygan", "diff"), ("raygan_path", "path"), ("raygan_swap", "swap"), ("gradcam", "gradcam"),
+                            ("ig", "ig")):
             for metric, values in _similarity(base["maps"][key], other["maps"][key]).items():
                 ci = bootstrap([values])
                 rows.append({"variant": variant, "method": method, "metric": f"map {metric}", "mean": ci.value,

@@ -39,7 +39,7 @@ THUMB = 64  # px, map thumbnails in the shortcut table
 _COLUMNS = (  # what the report reads; everything else (z1, z2, images) stays in Arrow
     "image_id", "label", "status", "error", "bundle_id", "p_input", "p_reconstruction", "p_counterfactual",
     "recon_mse", "recon_ssim", "traversal_alphas", "traversal_probs", "monotone", "spearman", "crossing_alpha",
-    "uri_figure", "uri_diff", "uri_gradcam", "uri_ig", "uri_path", "lung_mask", "shortcut_mask",
+    "uri_figure", "uri_diff", "uri_gradcam", "uri_ig", "uri_path", "uri_swap", "lung_mask", "shortcut_mask",
     "target_class", "warning", "maps_skipped", "bundle_class_consistency", "bundle_frechet",
 )
 
@@ -460,7 +460,7 @@ def write_dataset_report(results_uri: str, out_uri: str, *, artifact_base: str |
         artifact_base = "."
     results = select_bundle(read_results(results_uri, settings=settings), bundle_id)
     reader: Reader = lambda uri: storage.read_bytes(uri, settings)  # noqa: E731
-    maps = load_maps(results, reader, names=("diff", "path", "gradcam", "ig"))
+    maps = load_maps(results, reader, names=("diff", "path", "swap", "gradcam", "ig"))
     audit = None
     if bundle_uri is not None and input_uri is not None:
         from raygan.bundle import load_bundle

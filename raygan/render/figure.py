@@ -33,7 +33,8 @@ NEGATIVE = "#2166ac"  # p < 0.5
 TRACK = "#e4e7eb"  # empty part of a probability bar
 BACKGROUND = "white"
 
-MAP_TITLES = {"diff": "difference", "gradcam": "Grad-CAM", "ig": "Integrated Gradients", "path": "traversal attribution"}
+MAP_TITLES = {"diff": "difference", "gradcam": "Grad-CAM", "ig": "Integrated Gradients", "path": "traversal attribution",
+              "swap": "counterfactual swap"}
 
 
 def fmt_p(p: float) -> str:

@@ -7,7 +7,9 @@ import torch
 from explain_helpers import SIZE, identity_spec
 from torch import nn
 
-from raygan.explain.attribution import MAP_NAMES, difference_map, gradcam, integrated_gradients, normalise
+from raygan.explain.attribution import (
+    MAP_NAMES, difference_map, gradcam, integrated_gradients, normalise, swap_attribution,
+)
 from raygan.models import FrozenClassifier
 
 
@@ -100,3 +102,35 @@ def test_gradcam_layer_is_chosen_per_architecture(tmp_path):
     skipped = unavailable_maps(scripted)
     assert list(skipped) == ["gradcam"] and "TorchScript" in skipped["gradcam"]
     _check_map(integrated_gradients(scripted, torch.rand(2, 1, SIZE, SIZE) * 2 - 1, steps=4), 2)  # IG still runs
+
+
+class CornerMarkerNet(nn.Module):
+    """Reads one thing only: how bright a 3x3 corner patch is (a planted shortcut)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        marker = x[:, :, 2:5, 2:5].mean(dim=(1, 2, 3))
+        return torch.stack([torch.zeros_like(marker), 8.0 * marker], dim=1)
+
+
+def test_swap_map_points_at_what_the_classifier_reads_not_at_all_the_counterfactual_changes():
+    classifier = FrozenClassifier(CornerMarkerNet(), identity_spec())
+    x = torch.full((2, 1, SIZE, SIZE), -0.5)
+    x[:, :, 2:5, 2:5] = 1.0  # the marker C relies on
+    x[:, :, 16:26, 16:26] = 0.5  # a lesion-like blob C ignores
+    x[1] += 0.05 * torch.randn(1, SIZE, SIZE)
+    counterfactual = torch.full_like(x, -0.5)  # repaints both: the marker and the ignored blob
+    marker = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    marker[2:5, 2:5] = True
+    swap = swap_attribution(classifier, x, counterfactual)
+    _check_map(swap, 2)
+    diff = difference_map(x, counterfactual)
+    for i in range(2):
+        share = float(swap[i, 0][marker].sum() / swap[i, 0].sum())
+        assert share > 0.9, share
+        assert float(diff[i, 0][marker].sum() / diff[i, 0].sum()) < 0.2  # the plain difference is mostly the blob
+    # Per image: the same map alone as in the batch.
+    assert torch.allclose(swap_attribution(classifier, x[1:], counterfactual[1:]), swap[1:], atol=1e-5)
+    # Nothing C reads changes -> an all-zero map.
+    same = x.clone()
+    same[:, :, 16:26, 16:26] = -0.5
+    assert swap_attribution(classifier, x, same).eq(0).all()

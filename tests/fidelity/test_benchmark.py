@@ -22,7 +22,8 @@ def test_fidelity_benchmark_tiny(tmp_path: Path) -> None:
             "shortcut_chance", "lesion_auprc", "lesion_chance", "twin_agreement", "cf_removes_shortcut", "verdict",
             "ci95"}
     assert document["rows"] and all(keys <= set(row) for row in document["rows"])
-    assert len(document["rows"]) == 4 * 4  # cells x methods (raygan difference map and traversal attribution, Grad-CAM, IG)
+    assert len(document["rows"]) == 4 * 5  # cells x methods (raygan difference map, traversal attribution and
+    # counterfactual swap, Grad-CAM, IG)
     assert {r["seed"] for r in document["pooled"]} == {"all"}
     assert all(r["verdict"] in ("relies", "does not", "unscored") for r in document["rows"])
     assert any(t["target"].startswith("verdict") for t in document["targets"])

@@ -59,7 +59,7 @@ def test_tiny_cell_end_to_end() -> None:
     method = dataclasses.replace(tiny, inversion=dataclasses.replace(tiny.inversion, counterfactual_weight=0.5))
     result = run_cell(config, preset=method, log=lambda _: None)
     assert result.sizes["explained"] == 8 and result.sizes["explained_with_shortcut"] == 4
-    assert set(result.per_image) == {"raygan", "raygan_path", "gradcam", "ig", "raygan_no_cf"}
+    assert set(result.per_image) == {"raygan", "raygan_path", "raygan_swap", "gradcam", "ig", "raygan_no_cf"}
     for method, values in result.per_image.items():
         assert all(len(v) == 8 for v in values.values()), method
         masses = [m for m in values["shortcut_mass"] if not math.isnan(m)]

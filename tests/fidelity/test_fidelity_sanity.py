@@ -12,7 +12,7 @@ from raygan.fidelity.sanity import SanityConfig, compare, run_sanity
 
 def test_compare_scores_identical_pipelines_as_identical() -> None:
     g = torch.Generator().manual_seed(0)
-    maps = {k: torch.rand(4, 1, 16, 16, generator=g) for k in ("diff", "path", "gradcam", "ig")}
+    maps = {k: torch.rand(4, 1, 16, 16, generator=g) for k in ("diff", "path", "swap", "gradcam", "ig")}
     run = {"maps": maps, "curves": torch.rand(4, 5, generator=g)}
     other = {"maps": {k: torch.rand(4, 1, 16, 16, generator=g) for k in maps}, "curves": torch.rand(4, 5, generator=g)}
     rows = compare({"trained": run, "randomised": run, "permuted": other})
