@@ -343,6 +343,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="repeats of the whole draw (paper: 1000); std is over repeats")
     p.add_argument("--seed", type=int, default=0, help="seeds the latents")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda when available)")
+    p.add_argument("--no-encoder", action="store_true",
+                   help="invert from scratch even when the bundle has an encoder")
     p.set_defaults(func=_run_evaluate)
 
 
@@ -351,7 +353,8 @@ def _evaluation_config(args: argparse.Namespace):  # -> raygan.evaluate.Evaluati
     from raygan.evaluate import EvaluationConfig
 
     return EvaluationConfig(n_z1=args.n_z1, repeats=args.repeats, seed=args.seed, limit=args.limit,
-                            split=None if args.split == "all" else args.split, sanity_images=args.sanity_images)
+                            split=None if args.split == "all" else args.split, sanity_images=args.sanity_images,
+                            no_encoder=getattr(args, "no_encoder", False))
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
