@@ -228,7 +228,8 @@ def _add_train_encoder(sub: argparse._SubParsersAction) -> None:
                    help="epochs between checkpoints (the last always checkpoints)")
     p.add_argument("--seed", type=int, default=None, help="seeds weights, latents and data order")
     p.add_argument("--storage-path", default=None,
-                   help="Ray Train storage for the checkpoints (default <bundle>/checkpoints; shared storage on a cluster)")
+                   help="Ray Train storage for the checkpoints (default <bundle>/checkpoints; shared storage on "
+                   "a cluster)")
     p.set_defaults(func=_run_train_encoder)
 
 

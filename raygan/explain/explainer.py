@@ -1,8 +1,8 @@
 """The Explainer: the whole pipeline for a batch of images, one `Explanation` per image.
 
-invert (Eq. 2; from the encoder's E(x) when one is given) -> counterfactual G(z1, 0) -> traversal G(z1, alpha z2) -> attribution maps ->
-reconstruction quality (MSE, SSIM). Pure: tensors in, dataclasses out; the results file and the
-PNG artifacts are written by `raygan.explain.results`.
+invert (Eq. 2; from the encoder's E(x) when one is given) -> counterfactual G(z1, 0) -> traversal
+G(z1, alpha z2) -> attribution maps -> reconstruction quality (MSE, SSIM). Pure: tensors in,
+dataclasses out; the results file and the PNG artifacts are written by `raygan.explain.results`.
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ def start_loss(
     *,
     inversion: InversionConfig,
 ) -> torch.Tensor:
-    """The inversion loss per image [N] at given latents (e.g. E(x), or the from-scratch start), G and C in eval mode."""
+    """The inversion loss per image [N] at latents z1, z2 (e.g. E(x), or the from-scratch start); G, C in eval mode."""
     assert images.ndim == 4 and z1.shape[0] == images.shape[0] == z2.shape[0], (images.shape, z1.shape, z2.shape)
     with eval_mode(generator, classifier), autocast(images.device, inversion.precision):
         p_x = classifier.p_positive(images).float()
