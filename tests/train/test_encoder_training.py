@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import torch
 from bundle_helpers import responsive, save_tiny_bundle
@@ -14,18 +15,19 @@ from raygan.bundle import load_bundle
 from raygan.cli import main
 from raygan.config import preset
 from raygan.data.codec import encode_png
-from raygan.data.shards import write_shards
+from raygan.data.shards import decode_rows, write_shards
+from raygan.data.splits import split_of
 from raygan.explain.explainer import Explainer
 from raygan.models.encoder import build_encoder
 from raygan.models.generator import sample_latents
-from raygan.train.dataset import training_dataset
 from raygan.train.encoder_trainer import compare_starts
 
 TINY = preset("tiny")
 
 
-def _generated_shards(bundle_uri: str, out: Path, n: int = 64) -> str:
-    """Shards of the bundle's own images G(z) (8-bit PNG): training-like images this G can make."""
+def _generated_shards(bundle_uri: str, out: Path, n: int = 64) -> tuple[str, torch.Tensor]:
+    """Shards of the bundle's own images G(z) (8-bit PNG), training-like images this G can make, and
+    the first 16 of their training split as decoded from the shards [16, 1, S, S]."""
     generator = load_bundle(bundle_uri).generator
     labels = torch.arange(n) % 2
     z1, z2 = sample_latents(labels, z1_dim=TINY.gan.z1_dim, z2_dim=TINY.gan.z2_dim,
@@ -34,14 +36,15 @@ def _generated_shards(bundle_uri: str, out: Path, n: int = 64) -> str:
         images = generator(z1, z2)
     rows = [{"image_id": f"g{i:03d}", "image": encode_png(images[i]), "label": int(labels[i])} for i in range(n)]
     write_shards(rows, str(out))
-    return str(out)
+    train = pa.Table.from_pylist([r for r in rows if split_of(r["image_id"]) == "train"][:16])
+    return str(out), decode_rows(train, size=TINY.gan.image_size).images
 
 
 @pytest.mark.timeout(300)
 def test_train_encoder_then_explain_from_it(ray_session: None, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     uri = save_tiny_bundle(tmp_path, steps=20, adjust=responsive)
-    data = _generated_shards(uri, tmp_path / "generated")
+    data, images = _generated_shards(uri, tmp_path / "generated")
     before = load_bundle(uri)
     assert before.encoder is None
     assert main(["train-encoder", "--bundle", uri, "--data", data, "--workers", "0", "--epochs", "8",
@@ -63,7 +66,6 @@ def test_train_encoder_then_explain_from_it(ray_session: None, tmp_path: Path,
 
     # The point of an encoder: on training-like images E(x) starts the inversion lower than the
     # optimisation's own start and than z = 0 -- which an untrained encoder (E(x) ~ 0) does not.
-    images = torch.tensor(training_dataset(data, size=TINY.gan.image_size).take_batch(16, batch_format="numpy")["image"])
     trained = compare_starts(bundle.encoder, bundle, images)
     torch.manual_seed(0)
     untrained = compare_starts(build_encoder(bundle.gan, TINY.encoder), bundle, images)
