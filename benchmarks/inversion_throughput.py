@@ -9,7 +9,14 @@ Both sides invert the same images with the same generator and classifier, in one
 - raygan's default: the preset's (or the bundle's) InversionConfig, run as shipped: bf16 on
   CUDA, all images in big batches, early stopping, counterfactual term. Timed end to end.
 
-Quality, both sides: reconstruction MSE and SSIM, |delta p| = |p_C(G(z1, z2)) - p_C(x)|, flip rate
+- the encoder (amortised inversion, `raygan train-encoder`): E(x) alone (K = 0) and E(x) refined
+  by K steps of raygan's inversion for a few K, at raygan's batch on the same device, timed end
+  to end (the encoder's forward pass included). The bundle's encoder when it has one; otherwise
+  one trained here, in-process by the pure `encoder_epoch`, on images G draws from other seeds
+  than the inverted ones (its training time is printed, not charged to the per-image rate: it is
+  paid once per bundle).
+
+Quality, every row: reconstruction MSE and SSIM, |delta p| = |p_C(G(z1, z2)) - p_C(x)|, flip rate
 (images with p_input > 0.5 whose counterfactual G(z1, 0) has p < 0.5), monotone share of the
 traversals, proximity = mean |G(z1, 0) - G(z1, z2)|.
 
@@ -51,8 +58,12 @@ from raygan.metrics.flip_rate import flip_rate  # noqa: E402
 from raygan.metrics.reconstruction import per_image_mse, per_image_ssim, proximity  # noqa: E402
 from raygan.models import ClassifierSpec, FrozenClassifier, build_classifier, build_generator  # noqa: E402
 from raygan.models.classifier import factory_path  # noqa: E402
+from raygan.models.encoder import build_encoder  # noqa: E402
+from raygan.models.generator import sample_latents  # noqa: E402
+from raygan.train.encoder_step import EncoderModels, encoder_epoch, make_encoder_optimizer  # noqa: E402
 
 QUICK_FACTOR = 25  # --quick divides every step count by this (5000 -> 200)
+ENCODER_KS = (0, 10, 25, 50, 100)  # refinement steps after E(x) benchmarked (quick: divided by QUICK_FACTOR / 5)
 RAYGAN_TIMED_STEPS = 20  # steps timed (after a warm-up) for raygan's all-steps cost at its batch size
 
 
@@ -133,9 +144,67 @@ def _images(args: argparse.Namespace, g: Any, device: torch.device) -> tuple[tor
     return x, [f"sample-{i}" for i in range(n)], f"{n} images sampled from the generator (half z2 = 0)"
 
 
+def _encoder(args: argparse.Namespace, g: Any, c: FrozenClassifier, inversion: InversionConfig,
+             device: torch.device) -> tuple[Any, str, float]:
+    """(E, where it came from, seconds spent training it here): the bundle's, else one trained in-process."""
+    if args.bundle:
+        from raygan.bundle import load_bundle
+
+        bundle = load_bundle(args.bundle)
+        if bundle.encoder is not None:
+            return bundle.encoder.to(device), f"the bundle's encoder {bundle.encoder_fingerprint}", 0.0
+    name = "tiny" if args.quick else args.preset
+    config = preset(name).encoder
+    steps = args.encoder_train_steps or (60 if args.quick else 400)
+    torch.manual_seed(args.seed + 7)
+    encoder = build_encoder(g.config, config).to(device)
+    optimizer = make_encoder_optimizer(encoder, config)
+    models = EncoderModels(encoder, g, c)
+    rng = torch.Generator(device=device).manual_seed(args.seed + 8)
+    gen = torch.Generator().manual_seed(args.seed + 9)  # "real" images: G's own, seeds the inverted ones do not use
+
+    def batches(n: int):
+        for _ in range(n):
+            labels = torch.arange(config.batch_size) % 2
+            z1, z2 = sample_latents(labels, z1_dim=g.config.z1_dim, z2_dim=g.config.z2_dim, generator=gen)
+            with torch.no_grad():
+                images = g(z1.to(device), z2.to(device)).float()
+            yield images  # outside no_grad: a suspended generator would keep gradients off for the step
+
+    _sync(device)
+    start = time.perf_counter()
+    encoder_epoch(models, optimizer, batches(steps), config=config, inversion=inversion, rng=rng)
+    _sync(device)
+    seconds = time.perf_counter() - start
+    return encoder.eval(), (f"trained here: preset '{name}' encoder, {steps} steps of batch {config.batch_size} on "
+                            f"images G draws (other seeds), {seconds:.1f} s"), seconds
+
+
+def _encoder_ks(args: argparse.Namespace) -> list[int]:
+    if args.encoder_ks:
+        return [int(k) for k in args.encoder_ks.split(",")]
+    return sorted({k // 5 if args.quick else k for k in ENCODER_KS})
+
+
+def _time_encoder(g: Any, c: FrozenClassifier, encoder: Any, x: torch.Tensor, keys: list[str],
+                  config: InversionConfig, batch_size: int, device: torch.device) -> tuple[Inversion, dict[str, Any]]:
+    """E(x) refined by config.encoder_steps steps, end to end at raygan's batch (after a warm-up)."""
+    _invert_batched(g, c, x[:batch_size], keys[:batch_size], dataclasses.replace(config, encoder_steps=min(
+        2, config.encoder_steps)), batch_size, encoder=encoder)  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    inv = _invert_batched(g, c, x, keys, config, batch_size, encoder=encoder)
+    _sync(device)
+    seconds = time.perf_counter() - start
+    return inv, {"batch": min(batch_size, int(x.shape[0])), "encoder_steps": config.encoder_steps,
+                 "precision": config.precision if device.type == "cuda" else "fp32", "seconds": seconds,
+                 "images": int(x.shape[0]), "images_per_s": x.shape[0] / seconds,
+                 "mean_steps_used": float(inv.steps_used.double().mean())}
+
+
 def _invert_batched(g: Any, c: FrozenClassifier, x: torch.Tensor, keys: list[str], config: InversionConfig,
-                    batch_size: int) -> Inversion:
-    parts = [invert(g, c, x[i:i + batch_size], config=config, keys=keys[i:i + batch_size])
+                    batch_size: int, *, encoder: Any = None) -> Inversion:
+    parts = [invert(g, c, x[i:i + batch_size], config=config, keys=keys[i:i + batch_size], encoder=encoder)
              for i in range(0, x.shape[0], batch_size)]
     t = max(p.loss_curve.shape[1] for p in parts)
     pad = [torch.nn.functional.pad(p.loss_curve, (0, t - p.loss_curve.shape[1]), value=math.nan) for p in parts]
@@ -232,6 +301,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--authors-steps", type=int, default=None, help="authors' steps for quality (5000; quick 200)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0, help="seeds the random models and sampled images")
+    p.add_argument("--encoder-ks", default=None,
+                   help="comma-separated refinement steps K after E(x) (default 0,10,25,50,100; quick 0,2,5,10,20)")
+    p.add_argument("--encoder-train-steps", type=int, default=None,
+                   help="steps of the in-process encoder training when the bundle has no encoder (400; quick 60)")
+    p.add_argument("--no-encoder", action="store_true", help="skip the encoder rows")
     return p
 
 
@@ -273,6 +347,22 @@ def main(argv: list[str] | None = None) -> int:
                        ours_inv.final_loss[:k])
     quality = {"authors": _quality(g, c, x[:k], authors_inv, traversal),
                "raygan": _quality(g, c, x[:k], ours_k, traversal)}
+    encoder_rows: dict[str, Any] = {}
+    if not args.no_encoder:
+        encoder, source, train_s = _encoder(args, g, c, ours, device)
+        print(f"encoder: {source}")
+        for steps in _encoder_ks(args):
+            inv, speed = _time_encoder(g, c, encoder, x, keys, dataclasses.replace(ours, encoder_steps=steps),
+                                       batch_size, device)
+            side = f"encoder+{steps}" if steps else "encoder"
+            quality[side] = _quality(g, c, x[:k], Inversion(inv.z1[:k], inv.z2[:k], inv.loss_curve[:k],
+                                                             inv.steps_used[:k], inv.final_loss[:k]), traversal)
+            encoder_rows[side] = {"speed": speed, "quality": quality[side],
+                                  "speed_ratio_vs_raygan": speed["images_per_s"] / r_speed["images_per_s"]}
+            print(f"{side} speed: {speed['images']} images in {speed['seconds']:.2f} s at batch {speed['batch']} "
+                  f"(mean {speed['mean_steps_used']:.1f} of {steps} steps) -> {speed['images_per_s']:.4f} images/s, "
+                  f"{encoder_rows[side]['speed_ratio_vs_raygan']:.1f}x raygan's shipped optimisation")
+        encoder_rows = {"source": source, "train_seconds": train_s, "rows": encoder_rows}
     ratio = r_speed["images_per_s"] / a_speed["images_per_s"]
     ratio_all = r_speed["images_per_s_all_steps"] / a_speed["images_per_s"]
     _print_quality(quality, k)
@@ -284,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         "authors": {"config": dataclasses.asdict(authors), "speed": a_speed, "quality": quality["authors"]},
         "raygan": {"config": dataclasses.asdict(ours), "speed": r_speed, "quality": quality["raygan"]},
         "traversal": dataclasses.asdict(traversal), "speed_ratio": ratio, "speed_ratio_all_steps": ratio_all,
+        "encoder": encoder_rows or None,
     }
     print("RESULT " + json.dumps(result))
     return 0

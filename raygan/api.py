@@ -10,8 +10,10 @@
 `Pipeline` holds one bundle's generator and frozen classifier (like diffusers' pipelines, it
 is loaded and saved whole; like pytorch-grad-cam, calling it on images gives maps). Options are
 keyword-only and named as `raygan explain`'s flags (`--steps` -> `steps`, `--mse-weight` ->
-`mse_weight`, `--no-attributions` -> `attributions=False`); None keeps the bundle's (tuned)
-settings. Results are `raygan.Explanation` dataclasses, one per image, in input order; every one
+`mse_weight`, `--no-attributions` -> `attributions=False`, `--no-encoder` -> `no_encoder=True`);
+None keeps the bundle's (tuned) settings. A bundle with an encoder (`raygan train-encoder`)
+starts every inversion from E(x) and refines `encoder_steps` steps; `no_encoder=True` inverts
+from scratch. Results are `raygan.Explanation` dataclasses, one per image, in input order; every one
 names the class it explains and carries the bundle's quality-gate warning when there is one.
 Needs only the core install for local bundles (s3:// needs `raygan[s3]`, files of results
 `raygan[data]`).
@@ -46,18 +48,20 @@ class Pipeline:
     """One bundle, ready to explain images: `Pipeline.load(uri)`, `pipe.explain(images)`, `pipe.save(uri)`."""
 
     def __init__(self, bundle: Bundle, *, device: torch.device | str | None = None, attributions: bool = True,
-                 settings: storage.StorageSettings | None = None) -> None:
+                 settings: storage.StorageSettings | None = None, no_encoder: bool = False) -> None:
         self.bundle = bundle
         self.attributions = attributions  # default of explain(attributions=...)
+        self.no_encoder = no_encoder  # default of explain(no_encoder=...)
         self.settings = settings
-        self._engine = Explainer.from_bundle(bundle, device=device, attributions=attributions)  # moves the models once
+        self._engine = Explainer.from_bundle(bundle, device=device, attributions=attributions,
+                                             no_encoder=no_encoder)  # moves the models once
 
     @classmethod
     def load(cls, uri: str | Path, *, device: torch.device | str | None = None, attributions: bool = True,
-             settings: storage.StorageSettings | None = None) -> Pipeline:
+             settings: storage.StorageSettings | None = None, no_encoder: bool = False) -> Pipeline:
         """The bundle at `uri` (from `raygan train`), on `device` (default: CUDA when available)."""
         return cls(load_bundle(str(uri), settings=settings), device=device, attributions=attributions,
-                   settings=settings)
+                   settings=settings, no_encoder=no_encoder)
 
     def save(self, uri: str | Path, *, settings: storage.StorageSettings | None = None) -> str:
         """Write the bundle (generator, classifier spec, settings, target, quality) to `uri`; `load` reads it back."""
@@ -96,6 +100,11 @@ class Pipeline:
         return self._engine.channels
 
     @property
+    def uses_encoder(self) -> bool:
+        """Whether explanations start from the bundle's encoder (it has one and no_encoder is off)."""
+        return self._engine.encoder is not None
+
+    @property
     def device(self) -> torch.device:
         """Where the models run."""
         return self._engine.device
@@ -104,15 +113,19 @@ class Pipeline:
 
     def _explainer(self, *, steps: int | None, lr: float | None, mse_weight: float | None,
                    bce_weight: float | None, rate: float | None, frames: int | None,
-                   attributions: bool | None) -> Explainer:
+                   attributions: bool | None, encoder_steps: int | None = None,
+                   no_encoder: bool | None = None) -> Explainer:
         engine = self._engine
-        inversion = replace(engine.inversion, steps=steps, lr=lr, mse_weight=mse_weight, bce_weight=bce_weight)
+        inversion = replace(engine.inversion, steps=steps, lr=lr, mse_weight=mse_weight, bce_weight=bce_weight,
+                            encoder_steps=encoder_steps)
         traversal = replace(engine.traversal, rate=rate, frames=frames)
         attributions = self.attributions if attributions is None else attributions
-        if (inversion, traversal, attributions) == (engine.inversion, engine.traversal, engine.attributions):
+        no_encoder = self.no_encoder if no_encoder is None else no_encoder
+        if (inversion, traversal, attributions, no_encoder) == (engine.inversion, engine.traversal, engine.attributions,
+                                                                self.no_encoder):
             return engine
         return Explainer.from_bundle(self.bundle, inversion=inversion, traversal=traversal, device=engine.device,
-                                     attributions=attributions)
+                                     attributions=attributions, no_encoder=no_encoder)
 
     def explain(
         self,
@@ -127,6 +140,8 @@ class Pipeline:
         frames: int | None = None,
         batch_size: int = 16,
         attributions: bool | None = None,
+        encoder_steps: int | None = None,
+        no_encoder: bool | None = None,
     ) -> list[Explanation]:
         """One Explanation per image, in order.
 
@@ -144,7 +159,8 @@ class Pipeline:
                 raise ValueError(f"got {len(image_ids)} image_ids for {len(tensors)} images")
             ids = [str(i) for i in image_ids]
         explainer = self._explainer(steps=steps, lr=lr, mse_weight=mse_weight, bce_weight=bce_weight, rate=rate,
-                                    frames=frames, attributions=attributions)
+                                    frames=frames, attributions=attributions, encoder_steps=encoder_steps,
+                                    no_encoder=no_encoder)
         out: list[Explanation] = []
         for lo in range(0, len(tensors), batch_size):
             batch = torch.stack(tensors[lo:lo + batch_size])  # [B, C, S, S]
@@ -166,6 +182,8 @@ class Pipeline:
         frames: int | None = None,
         batch_size: int = 16,
         attributions: bool | None = None,
+        encoder_steps: int | None = None,
+        no_encoder: bool | None = None,
         progress: bool = True,
     ) -> ExplainSummary:
         """`raygan explain INPUT --out OUT`: input shards or one image file -> results Parquet + PNGs under `out_uri`."""
@@ -175,7 +193,8 @@ class Pipeline:
         from raygan.explain.results import explain_shards
 
         explainer = self._explainer(steps=steps, lr=lr, mse_weight=mse_weight, bce_weight=bce_weight, rate=rate,
-                                    frames=frames, attributions=attributions)
+                                    frames=frames, attributions=attributions, encoder_steps=encoder_steps,
+                                    no_encoder=no_encoder)
         return explain_shards(str(input_uri), str(out_uri), explainer=explainer, batch_size=batch_size,
                               settings=self.settings, progress=progress)
 
@@ -247,9 +266,9 @@ def _fit_tensor(image: torch.Tensor, *, size: int, channels: int, index: int) ->
 
 
 def load(uri: str | Path, *, device: torch.device | str | None = None, attributions: bool = True,
-         settings: storage.StorageSettings | None = None) -> Pipeline:
+         settings: storage.StorageSettings | None = None, no_encoder: bool = False) -> Pipeline:
     """`Pipeline.load`: the bundle at `uri`, ready to explain images."""
-    return Pipeline.load(uri, device=device, attributions=attributions, settings=settings)
+    return Pipeline.load(uri, device=device, attributions=attributions, settings=settings, no_encoder=no_encoder)
 
 
 __all__ = ["ImageLike", "Pipeline", "load"]

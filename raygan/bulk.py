@@ -47,6 +47,7 @@ class BulkConfig:
     num_cpus: float = 1.0  # CPUs per actor; also its torch thread count
     attributions: bool = True  # compute Grad-CAM and Integrated Gradients
     progress: bool = True  # show Ray Data's progress bars
+    no_encoder: bool = False  # invert from scratch even when the bundle has an encoder
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.min_actors < 1 or self.max_actors < self.min_actors:
@@ -55,14 +56,12 @@ class BulkConfig:
             raise ValueError(f"need num_cpus > 0 and num_gpus >= 0, got {self.num_cpus}, {self.num_gpus}")
 
 
-def bundle_id_of(bundle_uri: str, *, settings: StorageSettings | None = None) -> str:
-    """The bundle_id an Explainer built from this bundle's default settings writes (reads bundle.json only)."""
-    from raygan.bundle import read_meta, settings_fingerprint
-    from raygan.config import InversionConfig, TraversalConfig, from_dict
+def bundle_id_of(bundle_uri: str, *, settings: StorageSettings | None = None, no_encoder: bool = False) -> str:
+    """The bundle_id an Explainer built from this bundle's default settings writes (reads bundle.json only);
+    it starts from the bundle's encoder when there is one, unless `no_encoder`."""
+    from raygan.bundle import bundle_id_of_meta, read_meta
 
-    meta = read_meta(bundle_uri, settings=settings)
-    return settings_fingerprint(meta["fingerprints"]["weights"], from_dict(InversionConfig, meta["inversion"]),
-                                from_dict(TraversalConfig, meta["traversal"]))
+    return bundle_id_of_meta(read_meta(bundle_uri, settings=settings), no_encoder=no_encoder)
 
 
 def block_name(bundle_id: str, image_ids: list[str]) -> str:
@@ -100,7 +99,7 @@ class ExplainBatch:
     """Ray Data callable class: builds the Explainer once per actor, then explains and writes each batch."""
 
     def __init__(self, bundle_uri: str, out_uri: str, *, settings: StorageSettings | None, num_cpus: float,
-                 device: str, attributions: bool) -> None:
+                 device: str, attributions: bool, no_encoder: bool = False) -> None:
         import torch
 
         from raygan.bundle import load_bundle
@@ -110,7 +109,7 @@ class ExplainBatch:
         self.out_uri = out_uri
         self.settings = settings
         self.explainer = Explainer.from_bundle(load_bundle(bundle_uri, settings=settings), device=device,
-                                               attributions=attributions)
+                                               attributions=attributions, no_encoder=no_encoder)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from raygan.explain.results import explain_rows, result_schema
@@ -144,7 +143,7 @@ def explain_bulk(
 
     settings = settings if settings is not None else StorageSettings.from_env()
     start = time.monotonic()
-    bundle_id = bundle_id_of(bundle_uri, settings=settings)
+    bundle_id = bundle_id_of(bundle_uri, settings=settings, no_encoder=config.no_encoder)
     ids = read_table(input_uri, columns=["image_id"], settings=settings)["image_id"].to_pylist()  # also checks schema
     done = {i for i, b in existing_keys(out_uri, settings=settings) if b == bundle_id}.intersection(ids)
     remove_stale_temps(out_uri, settings=settings)
@@ -168,7 +167,7 @@ def explain_bulk(
             fn_constructor_args=(bundle_uri, out_uri),
             fn_constructor_kwargs={
                 "settings": settings, "num_cpus": config.num_cpus, "attributions": config.attributions,
-                "device": "cuda" if config.num_gpus > 0 else "cpu",
+                "device": "cuda" if config.num_gpus > 0 else "cpu", "no_encoder": config.no_encoder,
             },
             **extra,
         )

@@ -5,6 +5,11 @@ and traversal settings, fingerprints, settings history, the target class it expl
 generator's quality), `generator.pt`, `classifier/` (a copy of the classifier spec, so a bundle
 is self-contained on a cluster), optional extras, and beside them `checkpoints/` and `samples/`.
 
+An encoder (`raygan train-encoder`) adds `encoder.pt` and an `encoder` section in bundle.json
+(its config, seed, data, the generator it was trained against, its fingerprint and final
+metrics). Explanations that start from the encoder get a bundle_id of their own (the encoder's
+fingerprint is hashed in), so results of the two inversions never mix.
+
 A GAN is trained for one target class (z2 = 0: not the target, z2 ~ N(0, I): the target), so
 the bundle records it (`target`: index and name) and loads its classifier reading that class.
 """
@@ -25,13 +30,15 @@ import torch
 
 import raygan
 from raygan import storage
-from raygan.config import GanConfig, InversionConfig, TrainConfig, TraversalConfig, from_dict
+from raygan.config import EncoderConfig, GanConfig, InversionConfig, TrainConfig, TraversalConfig, from_dict
+from raygan.models.encoder import Encoder, build_encoder
 from raygan.models.frozen import SPEC_FILE, ClassifierSpec, FrozenClassifier, load_classifier, spec_fingerprint
 from raygan.models.generator import Generator, build_generator
 from raygan.quality import Quality
 
 BUNDLE_FILE = "bundle.json"
 GENERATOR_FILE = "generator.pt"
+ENCODER_FILE = "encoder.pt"
 CLASSIFIER_DIR = "classifier"
 
 
@@ -53,6 +60,7 @@ class Bundle:
     fingerprint: str  # hash of the generator, the classifier and the default settings
     meta: dict[str, Any]  # the whole bundle.json
     quality: Quality = Quality.unmeasured()  # the generator's class consistency and Frechet distance (quality gate)
+    encoder: Encoder | None = None  # E(x) -> (z1, z2) in eval mode when the bundle has one (`raygan train-encoder`)
 
     @classmethod
     def load(cls, uri: str, *, settings: storage.StorageSettings | None = None) -> Bundle:
@@ -66,6 +74,10 @@ class Bundle:
         history, fingerprints, target and quality, and notes where it was copied from.
         """
         storage.write_bytes(storage.join(out, GENERATOR_FILE), _state_bytes(self.generator), settings=settings)
+        if self.encoder is not None:
+            storage.write_bytes(storage.join(out, ENCODER_FILE),
+                                storage.read_bytes(storage.join(self.uri, ENCODER_FILE), settings=settings),
+                                settings=settings)
         _copy_classifier_spec(storage.join(self.uri, CLASSIFIER_DIR), storage.join(out, CLASSIFIER_DIR),
                               settings=settings)
         meta = {**self.meta, "copied_from": self.uri}
@@ -77,18 +89,47 @@ class Bundle:
         """The class this bundle explains (name, or output index as text)."""
         return self.classifier.target_name
 
-    def bundle_id(self, inversion: InversionConfig, traversal: TraversalConfig) -> str:
-        """Fingerprint of this bundle's weights with `inversion`/`traversal` (keys result rows)."""
-        return settings_fingerprint(self.meta["fingerprints"]["weights"], inversion, traversal)
+    @property
+    def encoder_fingerprint(self) -> str | None:
+        """The fingerprint of the bundle's encoder weights; None without an encoder."""
+        return self.meta["encoder"]["fingerprint"] if self.encoder is not None else None
+
+    def bundle_id(self, inversion: InversionConfig, traversal: TraversalConfig, *, encoder: bool | None = None) -> str:
+        """Fingerprint of this bundle's weights with `inversion`/`traversal` (keys result rows).
+
+        `encoder`: whether the inversion starts from the bundle's encoder (None: whenever it has one).
+        """
+        use = self.encoder is not None if encoder is None else encoder
+        if use and self.encoder is None:
+            raise BundleError(f"the bundle at {self.uri} has no encoder (train one with `raygan train-encoder`)")
+        return settings_fingerprint(self.meta["fingerprints"]["weights"], inversion, traversal,
+                                    encoder=self.encoder_fingerprint if use else None)
 
 
-def settings_fingerprint(weights_fp: str, inversion: InversionConfig, traversal: TraversalConfig) -> str:
-    """16-hex hash of a weights fingerprint and the settings that shape an explanation."""
-    payload = json.dumps(
-        {"weights": weights_fp, "inversion": dataclasses.asdict(inversion), "traversal": dataclasses.asdict(traversal)},
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def settings_fingerprint(weights_fp: str, inversion: InversionConfig, traversal: TraversalConfig, *,
+                         encoder: str | None = None) -> str:
+    """16-hex hash of a weights fingerprint and the settings that shape an explanation.
+
+    `encoder` is the fingerprint of the encoder the inversion starts from (None: from scratch).
+    Without one, `encoder_steps` shapes nothing and is left out, so a from-scratch bundle_id is the
+    same as before encoders existed (reruns still skip the rows already written).
+    """
+    settings = dataclasses.asdict(inversion)
+    content: dict[str, Any] = {"weights": weights_fp, "traversal": dataclasses.asdict(traversal)}
+    if encoder is None:
+        settings.pop("encoder_steps")
+    else:
+        content["encoder"] = encoder
+    content["inversion"] = settings
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def bundle_id_of_meta(meta: dict[str, Any], *, no_encoder: bool = False) -> str:
+    """The bundle_id of an Explainer built from bundle.json `meta` with its default settings
+    (starting from its encoder when it has one, unless `no_encoder`), without loading any weights."""
+    encoder = None if no_encoder or "encoder" not in meta else meta["encoder"]["fingerprint"]
+    return settings_fingerprint(meta["fingerprints"]["weights"], from_dict(InversionConfig, meta["inversion"]),
+                                from_dict(TraversalConfig, meta["traversal"]), encoder=encoder)
 
 
 def _git_commit() -> str | None:
@@ -191,6 +232,7 @@ def load_bundle(uri: str, *, settings: storage.StorageSettings | None = None) ->
     inversion = from_dict(InversionConfig, meta["inversion"])
     traversal = from_dict(TraversalConfig, meta["traversal"])
     target = (meta.get("target") or {}).get("index")  # None (older bundles): the spec's positive_index
+    encoder = _load_encoder(uri, meta, gan, settings=settings) if "encoder" in meta else None
     return Bundle(
         uri=uri,
         gan=gan,
@@ -199,10 +241,63 @@ def load_bundle(uri: str, *, settings: storage.StorageSettings | None = None) ->
         traversal=traversal,
         generator=generator,
         classifier=load_classifier(classifier_uri, target=target, settings=settings),
-        fingerprint=settings_fingerprint(meta["fingerprints"]["weights"], inversion, traversal),
+        fingerprint=settings_fingerprint(meta["fingerprints"]["weights"], inversion, traversal,
+                                         encoder=meta["encoder"]["fingerprint"] if encoder is not None else None),
         meta=meta,
         quality=Quality.from_json(meta.get("quality")),
+        encoder=encoder,
     )
+
+
+def _load_encoder(uri: str, meta: dict[str, Any], gan: GanConfig, *,
+                  settings: storage.StorageSettings | None) -> Encoder:
+    """The bundle's encoder in eval mode; refuses one whose weights or generator are not the recorded ones."""
+    section = meta["encoder"]
+    if section.get("generator") != meta["fingerprints"]["generator"]:
+        raise BundleError(f"the encoder in {uri} was trained against generator {section.get('generator')}, not this "
+                          f"bundle's {meta['fingerprints']['generator']}; retrain it with `raygan train-encoder`")
+    path = storage.join(uri, ENCODER_FILE)
+    if not storage.exists(path, settings=settings):
+        raise BundleError(f"bundle.json at {uri} names an encoder but {ENCODER_FILE} is missing")
+    data = storage.read_bytes(path, settings=settings)
+    if hashlib.sha256(data).hexdigest()[:16] != section["fingerprint"]:
+        raise BundleError(f"{path} is not the encoder recorded in bundle.json (fingerprint "
+                          f"{hashlib.sha256(data).hexdigest()[:16]}, recorded {section['fingerprint']})")
+    encoder = build_encoder(gan, from_dict(EncoderConfig, section["config"]))
+    encoder.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+    return encoder.eval().requires_grad_(False)
+
+
+def attach_encoder(
+    uri: str,
+    *,
+    encoder: Encoder,
+    data: str,
+    metrics: dict[str, Any],
+    epochs: int,
+    settings: storage.StorageSettings | None = None,
+) -> dict[str, Any]:
+    """Write `encoder.pt` into the bundle at `uri` and its `encoder` section into bundle.json; returns the section.
+
+    The section records the encoder's config (and so its seed), the data it was trained on, the
+    generator it inverts, the fingerprint of its weights and its final metrics.
+    """
+    meta = read_meta(uri, settings=settings)
+    weights = _state_bytes(encoder)
+    storage.write_bytes(storage.join(uri, ENCODER_FILE), weights, settings=settings)
+    section = {
+        "config": dataclasses.asdict(encoder.config),
+        "seed": encoder.config.seed,
+        "data": data,
+        "epochs": epochs,
+        "generator": meta["fingerprints"]["generator"],
+        "fingerprint": hashlib.sha256(weights).hexdigest()[:16],
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "final_metrics": metrics,
+    }
+    meta["encoder"] = section
+    storage.write_json(storage.join(uri, BUNDLE_FILE), meta, settings=settings)
+    return section
 
 
 def update_settings(

@@ -35,7 +35,7 @@ URIs; relative paths and git-ignored folders such as runs/ are not uploaded with
 """
 
 # Commands that run torch in this process: they take --threads (default raygan.threads.default_threads).
-TORCH_COMMANDS = ("train-classifier", "train", "evaluate", "tune", "explain", "demo")
+TORCH_COMMANDS = ("train-classifier", "train", "train-encoder", "evaluate", "tune", "explain", "demo")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -206,6 +206,76 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train_encoder(sub: argparse._SubParsersAction) -> None:
+    from raygan.config import PRESETS
+
+    p = sub.add_parser(
+        "train-encoder",
+        help="train an encoder E(x) -> (z1, z2) against a bundle's frozen generator and classifier (Ray Train); "
+        "explanations then start from E(x) and refine a few steps; rerunning the same recipe resumes",
+    )
+    p.add_argument("--bundle", required=True, help="bundle URI (from `raygan train`); encoder.pt is written into it")
+    p.add_argument("--data", required=True, help="input shards (prefix of .parquet files); the train split is used")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="encoder size and recipe (default: the preset whose generator the bundle has, else small)")
+    p.add_argument("--epochs", type=int, default=None, help="total epochs (a resumed run continues up to this)")
+    p.add_argument("--workers", type=int, default=None, help="Ray Train workers (0 = in-process local mode)")
+    p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
+                   help="one GPU per worker (default: the preset's)")
+    p.add_argument("--batch-size", type=int, default=None, help="real images per step, per worker")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate of the encoder")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="epochs between checkpoints (the last always checkpoints)")
+    p.add_argument("--seed", type=int, default=None, help="seeds weights, latents and data order")
+    p.add_argument("--storage-path", default=None,
+                   help="Ray Train storage for the checkpoints (default <bundle>/checkpoints; shared storage on "
+                   "a cluster)")
+    p.set_defaults(func=_run_train_encoder)
+
+
+def _encoder_preset(gan_config: object) -> str:
+    """The preset whose generator the bundle has (channels aside), else "small"."""
+    import dataclasses
+
+    from raygan.config import PRESETS
+
+    for name, chosen in PRESETS.items():
+        if dataclasses.replace(chosen.gan, channels=gan_config.channels) == gan_config:  # type: ignore[attr-defined]
+            return name
+    return "small"
+
+
+def _run_train_encoder(args: argparse.Namespace) -> int:
+    from raygan.bundle import BundleError, read_meta
+    from raygan.config import GanConfig, from_dict, preset, replace
+    from raygan.train.encoder_trainer import train_encoder
+
+    try:
+        gan = from_dict(GanConfig, read_meta(args.bundle)["gan"])
+    except BundleError as e:
+        print(f"raygan train-encoder: error: {e}", file=sys.stderr)
+        return 2
+    chosen = preset(args.preset or _encoder_preset(gan))
+    config = replace(chosen.encoder, epochs=args.epochs, workers=args.workers, use_gpu=args.gpu,
+                     batch_size=args.batch_size, lr=args.lr, checkpoint_every=args.checkpoint_every, seed=args.seed)
+    try:
+        result = train_encoder(args.bundle, args.data, config=config, storage_path=args.storage_path)
+    except (BundleError, FileNotFoundError, ValueError) as e:
+        print(f"raygan train-encoder: error: {e}", file=sys.stderr)
+        return 2
+    m = result.metrics
+    print(f"encoder written to {result.bundle}/encoder.pt (fingerprint {result.fingerprint}, preset {chosen.name}, "
+          f"seed {config.seed}): {result.epochs} epoch(s) (this run from epoch {result.start_epoch}), "
+          f"{result.seconds:.0f} s")
+    print(f"last epoch: loss {m.get('loss', float('nan')):.4f}  latent_mse {m.get('latent_mse', float('nan')):.4f}  "
+          f"real_loss {m.get('real_loss', float('nan')):.4f}")
+    if "start_loss_encoder" in m:
+        print(f"inversion loss at the start, {m['start_samples']} training images: E(x) "
+              f"{m['start_loss_encoder']:.4f} vs from scratch {m['start_loss_scratch']:.4f} and z = 0 "
+              f"{m['start_loss_zero']:.4f} (E(x) lower than both for {m['start_better_share']:.0%})")
+    return 0
+
+
 def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
     from raygan.config import PRESETS
 
@@ -274,6 +344,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="repeats of the whole draw (paper: 1000); std is over repeats")
     p.add_argument("--seed", type=int, default=0, help="seeds the latents")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda when available)")
+    p.add_argument("--no-encoder", action="store_true",
+                   help="invert from scratch even when the bundle has an encoder")
     p.set_defaults(func=_run_evaluate)
 
 
@@ -282,7 +354,8 @@ def _evaluation_config(args: argparse.Namespace):  # -> raygan.evaluate.Evaluati
     from raygan.evaluate import EvaluationConfig
 
     return EvaluationConfig(n_z1=args.n_z1, repeats=args.repeats, seed=args.seed, limit=args.limit,
-                            split=None if args.split == "all" else args.split, sanity_images=args.sanity_images)
+                            split=None if args.split == "all" else args.split, sanity_images=args.sanity_images,
+                            no_encoder=getattr(args, "no_encoder", False))
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -321,6 +394,10 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bce-weight", type=float, default=None, help="b: weight of the BCE term of Eq. 2")
     p.add_argument("--rate", type=float, default=None, help="traversal step lambda (alpha = n * lambda)")
     p.add_argument("--frames", type=int, default=None, help="traversal steps N after alpha = 0")
+    p.add_argument("--encoder-steps", type=int, default=None,
+                   help="K: refinement steps from the encoder's E(x) when the bundle has one (0: encoder only)")
+    p.add_argument("--no-encoder", action="store_true",
+                   help="invert from scratch even when the bundle has an encoder")
     p.add_argument("--batch-size", type=int, default=16, help="images inverted together (results do not depend on it)")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cuda when available)")
     p.add_argument("--no-attributions", action="store_true", help="skip Grad-CAM and Integrated Gradients")
@@ -345,16 +422,17 @@ def _run_explain(args: argparse.Namespace) -> int:
         print(f"raygan explain: error: {e}", file=sys.stderr)
         return 2
     inversion = replace(bundle.inversion, steps=args.steps, lr=args.lr, mse_weight=args.mse_weight,
-                        bce_weight=args.bce_weight)
+                        bce_weight=args.bce_weight, encoder_steps=args.encoder_steps)
     traversal = replace(bundle.traversal, rate=args.rate, frames=args.frames)
     explainer = Explainer.from_bundle(bundle, inversion=inversion, traversal=traversal, device=args.device,
-                                      attributions=not args.no_attributions)
+                                      attributions=not args.no_attributions, no_encoder=args.no_encoder)
     summary = explain_shards(args.input, args.out, explainer=explainer, batch_size=args.batch_size,
                              retry_errors=args.retry_errors, progress=not args.no_progress)
     for line in summary.failure_lines():
         print(line, file=sys.stderr)
     print(summary.describe())
     print(f"explained class {bundle.target_class!r}; quality gate: {bundle.quality.describe()}")
+    print(_inversion_start(explainer))
     if explainer.warning:
         print(f"warning: {explainer.warning}", file=sys.stderr)
     for name, why in sorted(explainer.maps_skipped.items()):
@@ -364,6 +442,13 @@ def _run_explain(args: argparse.Namespace) -> int:
         print("raygan explain: no row was explained; fix the inputs and rerun with --retry-errors", file=sys.stderr)
         return 1
     return 0
+
+
+def _inversion_start(explainer) -> str:  # explainer: raygan.explain.explainer.Explainer
+    """One line saying where the inversion started."""
+    if explainer.encoder is not None:
+        return f"inversion: from the bundle's encoder, at most {explainer.inversion.encoder_steps} refinement steps"
+    return f"inversion: from scratch, at most {explainer.inversion.steps} steps"
 
 
 def _add_tune(sub: argparse._SubParsersAction) -> None:
@@ -465,6 +550,8 @@ def _add_explain_bulk(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs per actor (also its torch threads)")
     p.add_argument("--gpu", action="store_true", help="one GPU per actor")
     p.add_argument("--no-attributions", action="store_true", help="skip Grad-CAM and Integrated Gradients")
+    p.add_argument("--no-encoder", action="store_true",
+                   help="invert from scratch even when the bundle has an encoder")
     p.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
     p.set_defaults(func=_run_explain_bulk)
 
@@ -481,7 +568,7 @@ def _run_explain_bulk(args: argparse.Namespace) -> int:
     config = BulkConfig(
         batch_size=args.batch_size, min_actors=args.min_actors or args.actors, max_actors=args.actors,
         num_gpus=1.0 if args.gpu else 0.0, num_cpus=args.cpus_per_actor, attributions=not args.no_attributions,
-        progress=not args.no_progress,
+        progress=not args.no_progress, no_encoder=args.no_encoder,
     )
     from raygan.cluster import connect, require
 
@@ -735,7 +822,7 @@ def _run_fidelity(args: argparse.Namespace) -> int:
     return 0
 
 
-_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_phantoms, _add_ingest, _add_train_classifier, _add_train, _add_evaluate, _add_tune, _add_explain, _add_report, _add_explain_bulk, _add_serve, _add_demo, _add_study, _add_fidelity]
+_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_phantoms, _add_ingest, _add_train_classifier, _add_train, _add_train_encoder, _add_evaluate, _add_tune, _add_explain, _add_report, _add_explain_bulk, _add_serve, _add_demo, _add_study, _add_fidelity]
 
 
 def _log_file(args: argparse.Namespace) -> Path:
@@ -767,7 +854,8 @@ def _user_error(error: BaseException) -> bool:
 
 # The extra each command needs beyond the core (pyproject.toml [project.optional-dependencies]).
 COMMAND_EXTRAS = {
-    "phantoms": "data", "ingest": "data", "train-classifier": "ray", "train": "ray", "evaluate": "data",
+    "phantoms": "data", "ingest": "data", "train-classifier": "ray", "train": "ray", "train-encoder": "ray",
+    "evaluate": "data",
     "tune": "tune", "explain": "data", "report": "data", "explain-bulk": "ray", "serve": "serve", "demo": "ray",
     "study": "data", "fidelity": "data",
 }

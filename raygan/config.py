@@ -88,6 +88,26 @@ class InversionConfig:
     early_stop_patience: int = 100  # steps an image must stay converged before it stops
     seed: int = 0  # seeds the random initialisation (per image, so results do not depend on the batch)
     precision: Precision = "fp32"  # "bf16" autocast of G and C on CUDA (loss stays fp32); CPU always runs fp32 (authors: fp32)
+    encoder_steps: int = 50  # K: refinement steps from the encoder's E(x) when the bundle has an encoder (0: encoder only); `steps` is the budget without one
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The encoder E(x) -> (z1, z2) for amortised inversion, and its training against the frozen G and C."""
+
+    width: int = 16  # channels of the first convolution, doubled per halving of the side
+    max_width: int = 256  # cap on the channel width of the deeper convolutions
+    epochs: int = 10  # passes over the training split
+    batch_size: int = 32  # real images per step, per worker (and as many generated ones)
+    lr: float = 1e-3  # Adam learning rate
+    latent_weight: float = 1.0  # weight of MSE(E(G(z)), z) on generated images with known latents
+    image_weight: float = 1.0  # weight of MSE(G(E(G(z))), G(z)) on the same generated images
+    real_weight: float = 1.0  # weight of the inversion's own per-image loss (Eq. 2 + raygan's terms) at E(x) on real images
+    checkpoint_every: int = 5  # epochs between checkpoints (the last epoch always checkpoints)
+    seed: int = 0  # seeds weights, latents and data order
+    workers: int = 1  # Ray Train workers (data-parallel replicas)
+    use_gpu: bool = False  # one GPU per worker
+    max_failures: int = 2  # worker failures Ray Train survives by restarting from the last checkpoint
 
 
 @dataclass(frozen=True)
@@ -110,6 +130,7 @@ class Preset:
     classifier: ClassifierTrainConfig  # classifier recipe (when raygan trains one)
     inversion: InversionConfig  # default inversion settings stored in the bundle
     traversal: TraversalConfig  # default traversal settings stored in the bundle
+    encoder: EncoderConfig = EncoderConfig()  # the amortised-inversion encoder (`raygan train-encoder`)
 
 
 AUTHORS_INVERSION = InversionConfig()  # the authors' recipe, exactly: z1 = 0, z2 random, Adam 0.01, 5000 steps, a = 4, b = 1
@@ -137,6 +158,7 @@ PRESETS: dict[str, Preset] = {
         inversion=InversionConfig(mse_weight=8.0, steps=1000, lr=0.05, z1_init="zeros", schedule="cosine",
                                   counterfactual_weight=0.5, early_stop_tol=1e-4, precision="bf16", feature_weight=1.0),
         traversal=TraversalConfig(frames=10, rate=0.1),
+        encoder=EncoderConfig(width=32, max_width=512, epochs=30, batch_size=128, use_gpu=True, checkpoint_every=5),
     ),
     # 64x64 CPU demo. The GAN recipe is the fidelity benchmark's development choice (docs/fidelity.md):
     # a narrower net trained for more, smaller steps (width 32 reached class consistency 0.76 in 250
@@ -151,6 +173,7 @@ PRESETS: dict[str, Preset] = {
                                   counterfactual_weight=0.5, early_stop_tol=1e-4, precision="bf16",
                                   feature_weight=1.0),
         traversal=TraversalConfig(frames=10, rate=0.1),
+        encoder=EncoderConfig(width=16, max_width=256, epochs=20, batch_size=32, checkpoint_every=5),
     ),
     # 32x32, for tests: seconds on a CPU.
     "tiny": Preset(
@@ -158,8 +181,9 @@ PRESETS: dict[str, Preset] = {
         gan=GanConfig(image_size=32, arch="dcgan", width=8, z1_dim=16, z2_dim=4, d_dropout=0.0),
         train=TrainConfig(epochs=2, batch_size=16, checkpoint_every=1, consistency_samples=8),
         classifier=ClassifierTrainConfig(arch="small_cnn", image_size=32, epochs=1, batch_size=16),
-        inversion=InversionConfig(steps=20, lr=0.05),
+        inversion=InversionConfig(steps=20, lr=0.05, encoder_steps=5),
         traversal=TraversalConfig(frames=4, rate=0.25),
+        encoder=EncoderConfig(width=8, max_width=64, epochs=2, batch_size=16, checkpoint_every=1),
     ),
 }
 
@@ -194,7 +218,7 @@ def _dataclass_type(cls: type, name: str) -> type | None:
     """The dataclass type of field `name` of `cls`, if it is one of ours."""
     nested = {
         "gan": GanConfig, "train": TrainConfig, "classifier": ClassifierTrainConfig,
-        "inversion": InversionConfig, "traversal": TraversalConfig,
+        "inversion": InversionConfig, "traversal": TraversalConfig, "encoder": EncoderConfig,
     }
     return nested.get(name) if cls is Preset else None
 
@@ -205,6 +229,6 @@ def replace(config: C, **changes: Any) -> C:
 
 
 __all__ = [
-    "AUTHORS_INVERSION", "ClassifierTrainConfig", "GanConfig", "InversionConfig", "PRESETS",
+    "AUTHORS_INVERSION", "ClassifierTrainConfig", "EncoderConfig", "GanConfig", "InversionConfig", "PRESETS",
     "Preset", "TrainConfig", "TraversalConfig", "from_dict", "preset", "replace", "field",
 ]

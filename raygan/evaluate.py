@@ -56,6 +56,7 @@ class EvaluationConfig:
     ablation: bool = True  # also explain with the counterfactual term off (the term targets the flip rate it is scored on)
     audit: bool = True  # the shortcut audit: reliance on every mask column and the border band, each map's verdict
     seed: int = 0  # seeds class consistency, the Frechet samples, the randomisation and tie breaks
+    no_encoder: bool = False  # invert from scratch even when the bundle has an encoder
 
     def __post_init__(self) -> None:
         if self.limit < 0 or self.n_z1 < 1 or self.repeats < 1 or self.batch_size < 1 or self.deletion_steps < 1:
@@ -81,6 +82,7 @@ class EvaluationReport:
     explanations: tuple[Explanation, ...] = ()  # the per-image explanations behind the data metrics (for reports)
     audit: tuple[RegionAudit, ...] = ()  # the shortcut audit (empty without data or with config.audit off)
     skipped: dict[str, str] = field(default_factory=dict)  # metric (or map) -> why this classifier cannot give it
+    encoder: str | None = None  # fingerprint of the encoder the inversions started from; None: from scratch
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,7 @@ def _map_functions(
         # The difference map depends on C through the inversion (Eq. 2): re-invert with the
         # randomised classifier, same per-image seeds (same ids), same generator and settings.
         again = Explainer(explainer.generator, classifier, inversion=explainer.inversion,
-                          traversal=explainer.traversal, device=device, attributions=False)
+                          traversal=explainer.traversal, device=device, attributions=False, encoder=explainer.encoder)
         return torch.stack([e.maps["diff"] for e in again.explain(images, image_ids=list(image_ids))])
 
     return {
@@ -356,7 +358,8 @@ def evaluate_bundle(
 
     config = config or EvaluationConfig()
     start = time.perf_counter()
-    explainer = Explainer.from_bundle(bundle, inversion=inversion, traversal=traversal, device=device)
+    explainer = Explainer.from_bundle(bundle, inversion=inversion, traversal=traversal, device=device,
+                                      no_encoder=config.no_encoder)
     sink = _Sink()
     explanations: tuple[Explanation, ...] = ()
     audit: tuple[RegionAudit, ...] = ()
@@ -394,7 +397,7 @@ def evaluate_bundle(
             if config.ablation and explainer.inversion.counterfactual_weight > 0:
                 plain = Explainer(explainer.generator, classifier, traversal=explainer.traversal, device=dev,
                                   inversion=dataclasses.replace(explainer.inversion, counterfactual_weight=0.0),
-                                  attributions=False)
+                                  attributions=False, encoder=explainer.encoder)
                 ablated = _explain(plain, data, batch_size=config.batch_size).explanations
                 _honest_scores(sink, "explanations_no_cf", ablated, data, classifier=classifier, judge=judge_dev,
                                seed=config.seed)
@@ -405,7 +408,7 @@ def evaluate_bundle(
         bundle_uri=bundle.uri, bundle_id=explainer.bundle_id, data_uri=data_uri, values=sink.values,
         sizes=sink.sizes, curves=sink.curves, config=config, inversion=explainer.inversion,
         traversal=explainer.traversal, seconds=time.perf_counter() - start, explanations=explanations, audit=audit,
-        skipped=skipped,
+        skipped=skipped, encoder=bundle.encoder_fingerprint if explainer.encoder is not None else None,
     )
 
 
@@ -432,6 +435,8 @@ def to_json(report: EvaluationReport) -> dict[str, Any]:
         "traversal": dataclasses.asdict(report.traversal),
         "seconds": report.seconds,
         "skipped": dict(report.skipped),
+        "encoder": {"used": report.encoder is not None, "fingerprint": report.encoder,
+                    "encoder_steps": report.inversion.encoder_steps if report.encoder is not None else None},
         "descriptions": {name: m.description for name, m in METRICS.items()},
         "audit": jsonable([dataclasses.asdict(a) for a in report.audit]),
     }
@@ -462,6 +467,13 @@ def _gate_lines(report: EvaluationReport) -> list[str]:
     return lines
 
 
+def _inversion_text(report: EvaluationReport) -> str:
+    """Where the inversions started and how many steps they could run."""
+    if report.encoder is not None:
+        return f"from the bundle's encoder `{report.encoder}`, at most {report.inversion.encoder_steps} refinement steps"
+    return f"from scratch, at most {report.inversion.steps} steps"
+
+
 def to_markdown(report: EvaluationReport) -> str:
     """A readable Markdown summary: one table for the generator and explanations, one per-map table."""
     lines = [
@@ -472,7 +484,7 @@ def to_markdown(report: EvaluationReport) -> str:
         + (f", split {report.config.split or 'all'}, {report.sizes.get('data.images', 0)} images"
            f" ({report.sizes.get('data.decode_errors', 0)} failed to decode)" if report.data_uri else ""),
         f"- class consistency: {report.config.n_z1} z1 x {report.config.repeats} repeat(s)",
-        f"- inversion: {report.inversion.steps} steps; "
+        f"- inversion: {_inversion_text(report)}; "
         f"traversal: {report.traversal.frames} frames x {report.traversal.rate}",
         f"- wall time: {report.seconds:.1f} s",
         *_gate_lines(report),

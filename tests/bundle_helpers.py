@@ -19,6 +19,26 @@ from raygan.models.generator import build_generator
 TINY = preset("tiny")
 
 
+def responsive(generator: nn.Module) -> nn.Module:
+    """An untrained G whose images depend on z (so inversions, trials and encoders have something to find).
+
+    Fresh N(0, 0.02) weights with batch-norm running stats at (0, 1) make eval-mode outputs ~1e-4
+    whatever z is: calibrate the running stats on random latents and widen the output layer.
+    """
+    norms = [m for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.momentum = None  # cumulative average over the calibration batches
+    generator.train()
+    with torch.no_grad():
+        for _ in range(4):
+            generator(torch.randn(64, TINY.gan.z1_dim), torch.randn(64, TINY.gan.z2_dim))
+        last = [m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1]
+        last.weight.mul_(8.0)
+    for m in norms:
+        m.momentum = 0.1
+    return generator.eval()
+
+
 def save_tiny_bundle(out: Path, *, steps: int, adjust: Callable[[nn.Module], nn.Module] | None = None) -> str:
     """Write `<out>/classifier` and `<out>/bundle` (inversion `steps`, seed 0); returns the bundle URI.
 

@@ -99,3 +99,39 @@ def test_update_settings_keeps_history(tmp_path: Path) -> None:
     # The weights did not change, so the weights fingerprint did not; the settings-aware id did.
     assert after.meta["fingerprints"] == before.meta["fingerprints"]
     assert after.fingerprint != before.fingerprint
+
+
+def test_an_encoder_gets_its_own_bundle_id_and_a_tampered_one_is_refused(tmp_path: Path) -> None:
+    import hashlib
+
+    from bundle_helpers import save_tiny_bundle
+
+    from raygan.bundle import attach_encoder, settings_fingerprint
+    from raygan.models import build_encoder
+
+    uri = save_tiny_bundle(tmp_path, steps=4)
+    before = load_bundle(uri)
+    # The from-scratch bundle_id hashes what it hashed before encoders existed (no encoder_steps).
+    legacy = {k: v for k, v in dataclasses.asdict(before.inversion).items() if k != "encoder_steps"}
+    payload = json.dumps({"weights": before.meta["fingerprints"]["weights"], "inversion": legacy,
+                           "traversal": dataclasses.asdict(before.traversal)}, sort_keys=True)
+    assert before.fingerprint == hashlib.sha256(payload.encode()).hexdigest()[:16]
+    assert before.bundle_id(dataclasses.replace(before.inversion, encoder_steps=9), before.traversal) == before.fingerprint
+    with pytest.raises(BundleError, match="no encoder"):
+        before.bundle_id(before.inversion, before.traversal, encoder=True)
+
+    section = attach_encoder(uri, encoder=build_encoder(before.gan, preset("tiny").encoder), data="d", metrics={},
+                             epochs=1)
+    after = load_bundle(uri)
+    assert after.encoder is not None and not after.encoder.training
+    assert after.fingerprint == settings_fingerprint(before.meta["fingerprints"]["weights"], after.inversion,
+                                                     after.traversal, encoder=section["fingerprint"])
+    assert after.fingerprint != before.fingerprint
+    assert after.bundle_id(dataclasses.replace(after.inversion, encoder_steps=9), after.traversal) != after.fingerprint
+    assert after.bundle_id(after.inversion, after.traversal, encoder=False) == before.fingerprint
+    copy = after.save(str(tmp_path / "copy"))
+    assert load_bundle(copy).encoder_fingerprint == section["fingerprint"]
+
+    (tmp_path / "bundle" / "encoder.pt").write_bytes(b"not the recorded weights")
+    with pytest.raises(BundleError, match="not the encoder recorded"):
+        load_bundle(uri)

@@ -91,3 +91,23 @@ def test_cli_evaluate_with_data(bundle_and_data: tuple[str, str], tmp_path: Path
     assert loaded["sizes"]["data.images"] == 2 and loaded["config"]["split"] is None
     assert "localisation.diff.auprc" in loaded["values"] and not any(k.startswith("sanity") for k in loaded["values"])
     assert "| shortcut_mass | value |" in capsys.readouterr().out
+
+
+def test_evaluate_says_whether_the_inversions_started_from_an_encoder(tmp_path: Path) -> None:
+    from bundle_helpers import save_tiny_bundle
+
+    from raygan.bundle import attach_encoder
+    from raygan.models import build_encoder
+
+    uri = save_tiny_bundle(tmp_path, steps=2)
+    tiny = preset("tiny")
+    section = attach_encoder(uri, encoder=build_encoder(tiny.gan, tiny.encoder), data="d", metrics={}, epochs=1)
+    config = EvaluationConfig(n_z1=2, sanity_images=0)
+    used = evaluate_bundle(load_bundle(uri), config=config, device="cpu")
+    scratch = evaluate_bundle(load_bundle(uri), config=dataclasses.replace(config, no_encoder=True), device="cpu")
+    assert used.encoder == section["fingerprint"] and scratch.encoder is None
+    assert used.bundle_id != scratch.bundle_id
+    assert f"from the bundle's encoder `{section['fingerprint']}`, at most 5 refinement steps" in to_markdown(used)
+    assert "from scratch, at most 2 steps" in to_markdown(scratch)
+    assert to_json(used)["encoder"] == {"used": True, "fingerprint": section["fingerprint"], "encoder_steps": 5}
+    assert to_json(scratch)["encoder"]["used"] is False

@@ -1,8 +1,8 @@
 """The Explainer: the whole pipeline for a batch of images, one `Explanation` per image.
 
-invert (Eq. 2) -> counterfactual G(z1, 0) -> traversal G(z1, alpha z2) -> attribution maps ->
-reconstruction quality (MSE, SSIM). Pure: tensors in, dataclasses out; the results file and the
-PNG artifacts are written by `raygan.explain.results`.
+invert (Eq. 2; from the encoder's E(x) when one is given) -> counterfactual G(z1, 0) -> traversal
+G(z1, alpha z2) -> attribution maps -> reconstruction quality (MSE, SSIM). Pure: tensors in,
+dataclasses out; the results file and the PNG artifacts are written by `raygan.explain.results`.
 """
 
 from __future__ import annotations
@@ -78,9 +78,12 @@ class Explainer:
         device: torch.device | str | None = None,
         attributions: bool = True,
         quality: Quality | None = None,
+        encoder: nn.Module | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else _default_device()
         self.generator = generator.to(self.device).eval()
+        # E(x) -> (z1, z2): the inversion starts there (amortised) and refines inversion.encoder_steps steps.
+        self.encoder = encoder.to(self.device).eval() if encoder is not None else None
         self.classifier = classifier.to(self.device).eval()
         self.inversion = inversion
         self.traversal = traversal
@@ -100,14 +103,20 @@ class Explainer:
         traversal: TraversalConfig | None = None,
         device: torch.device | str | None = None,
         attributions: bool = True,
+        no_encoder: bool = False,
     ) -> Explainer:
-        """An Explainer with the bundle's models; settings default to the bundle's (tuned) ones."""
+        """An Explainer with the bundle's models; settings default to the bundle's (tuned) ones.
+
+        The inversion starts from the bundle's encoder when it has one; `no_encoder` keeps the
+        optimisation from scratch (and its own bundle_id).
+        """
         inversion = inversion if inversion is not None else bundle.inversion
         traversal = traversal if traversal is not None else bundle.traversal
+        encoder = None if no_encoder else bundle.encoder
         return cls(
             bundle.generator, bundle.classifier, inversion=inversion, traversal=traversal,
-            bundle_id=bundle.bundle_id(inversion, traversal), device=device, attributions=attributions,
-            quality=bundle.quality,
+            bundle_id=bundle.bundle_id(inversion, traversal, encoder=encoder is not None), device=device,
+            attributions=attributions, quality=bundle.quality, encoder=encoder,
         )
 
     @property
@@ -130,7 +139,7 @@ class Explainer:
             return []
         g, c = self.generator, self.classifier
         x = images.to(self.device, torch.float32)
-        inv = invert(g, c, x, config=self.inversion, keys=image_ids)
+        inv = invert(g, c, x, config=self.inversion, keys=image_ids, encoder=self.encoder)
         with torch.no_grad(), eval_mode(g, c):
             p_input = c.p_positive(x)
             recon = g(inv.z1, inv.z2)  # [N, C, S, S]

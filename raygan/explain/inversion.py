@@ -18,6 +18,11 @@ shows it, where in the image included: the BCE term alone is met by any image wi
 e.g. one that paints the lungs instead of drawing the small marker the classifier reads. All
 three default to 0 in the authors' recipe (`AUTHORS_INVERSION`).
 
+Start: z1 = 0 (authors) or noise, seeded per image; or, given an encoder E (amortised inversion,
+`raygan.models.encoder`), E(x), refined for `config.encoder_steps` steps (0: E(x) as it is) with
+one start per image (every restart would start at the same point). Early stopping and the
+cosine schedule work as from scratch, over that shorter budget.
+
 Batch independence: per-image losses are summed (never averaged) over the batch, Adam works
 element-wise, G and C run in eval mode (batch norm uses running statistics), each image's
 random start is seeded from (config.seed, key, restart), and early stopping is decided per
@@ -157,9 +162,10 @@ def target_view(classifier: FrozenClassifier, x: torch.Tensor) -> list[torch.Ten
     return [f.float() for f in found]
 
 
-def _learning_rate(config: InversionConfig, step: int) -> float:
+def _learning_rate(config: InversionConfig, step: int, steps: int | None = None) -> float:
+    """The learning rate at `step` of a budget of `steps` (default config.steps)."""
     if config.schedule == "cosine":
-        return config.lr * 0.5 * (1.0 + math.cos(math.pi * step / config.steps))
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * step / (steps or config.steps)))
     return config.lr
 
 
@@ -172,10 +178,13 @@ def invert(
     keys: Sequence[str] | None = None,
     callback: LossCallback | None = None,
     callback_every: int = 50,
+    encoder: nn.Module | None = None,
 ) -> Inversion:
     """Eq. 2 by Adam on (z1, z2) for each image of `images` ([N, C, S, S] in [-1, 1]).
 
     `keys` (e.g. image_ids) seed each image's random start; without them the image's bytes do.
+    `encoder` (E(x) -> (z1, z2), on the images' device): start at E(x) and run at most
+    `config.encoder_steps` steps, one start per image; None: `config.steps` from the seeded start.
     `callback(step, loss [N])` is called every `callback_every` steps with each image's current
     loss (best over restarts; on the CPU), e.g. to report to Ray Tune. G, C and `images` must be
     on the same device; G and C run in eval mode and are not updated.
@@ -184,17 +193,26 @@ def invert(
     n = images.shape[0]
     if keys is not None and len(keys) != n:
         raise ValueError(f"got {len(keys)} keys for {n} images")
-    if config.steps < 1 or config.restarts < 1:
+    if encoder is None and (config.steps < 1 or config.restarts < 1):
         raise ValueError(f"steps and restarts must be >= 1, got {config.steps} and {config.restarts}")
+    if encoder is not None and config.encoder_steps < 0:
+        raise ValueError(f"encoder_steps must be >= 0, got {config.encoder_steps}")
     gan = generator.config  # type: ignore[attr-defined]
-    device, r = images.device, config.restarts
+    device = images.device
+    r = 1 if encoder is not None else config.restarts
+    budget = config.encoder_steps if encoder is not None else config.steps  # T: the most steps any image runs
     keys = list(keys) if keys is not None else [image_key(img) for img in images]
     m = n * r
+    frozen_nets = (generator, classifier) if encoder is None else (generator, classifier, encoder)
     # Gradients on, whatever the caller's mode (a service may call this under no_grad / inference_mode).
-    with torch.inference_mode(False), torch.enable_grad(), eval_mode(generator, classifier):
-        z1_0, z2_0 = initial_latents(keys, z1_dim=gan.z1_dim, z2_dim=gan.z2_dim, config=config)
-        z1 = z1_0.to(device).requires_grad_(True)  # [M, z1_dim], M = N * R
-        z2 = z2_0.to(device).requires_grad_(True)  # [M, z2_dim]
+    with torch.inference_mode(False), torch.enable_grad(), eval_mode(*frozen_nets):
+        if encoder is not None:
+            with torch.no_grad():
+                z1_0, z2_0 = encoder(images.float())  # [N, z1_dim], [N, z2_dim]: E(x), the amortised start
+        else:
+            z1_0, z2_0 = initial_latents(keys, z1_dim=gan.z1_dim, z2_dim=gan.z2_dim, config=config)
+        z1 = z1_0.detach().float().to(device).requires_grad_(True)  # [M, z1_dim], M = N * R
+        z2 = z2_0.detach().float().to(device).requires_grad_(True)  # [M, z2_dim]
         x = images.float().repeat_interleave(r, dim=0)  # [M, C, S, S]: the restarts of image i are rows i*R..i*R+R-1
         with torch.no_grad(), autocast(device, config.precision):
             p_x = classifier.p_positive(x).float()  # [M], the BCE target, computed once
@@ -204,16 +222,16 @@ def invert(
                              f"(format {classifier.spec.format!r} has none); set feature_weight = 0")
         optimiser = torch.optim.Adam([z1, z2], lr=config.lr)
         early = config.early_stop_tol > 0
-        curve = torch.full((m, config.steps), float("nan"), device=device)
+        curve = torch.full((m, budget), float("nan"), device=device)
         current = torch.full((m,), float("inf"), device=device)  # last loss of each row
         stopped = torch.zeros(m, dtype=torch.bool, device=device)
         stall = torch.zeros(m, dtype=torch.long, device=device)
-        steps_used = torch.full((m,), config.steps, dtype=torch.long, device=device)
+        steps_used = torch.full((m,), budget, dtype=torch.long, device=device)
         active = torch.arange(m, device=device)
         t_run = 0
-        for t in range(config.steps):
+        for t in range(budget):
             for group in optimiser.param_groups:
-                group["lr"] = _learning_rate(config, t)
+                group["lr"] = _learning_rate(config, t, budget)
             optimiser.zero_grad(set_to_none=True)
             loss = per_image_loss(generator, classifier, z1[active], z2[active], x[active], p_x[active], config=config,
                                   view_x=[v[active] for v in view_x] if view_x else None)

@@ -61,6 +61,7 @@ class ExplainerModel:
             "bundle_uri": self.config.bundle_uri,
             "fingerprint": self.bundle.fingerprint,
             "bundle_id": self.explainer.bundle_id,
+            "encoder": self.bundle.encoder_fingerprint if self.explainer.encoder is not None else None,
             "image_size": self.explainer.image_size,
             "channels": self.explainer.channels,
             "classifier": self.bundle.classifier.spec.to_json(),

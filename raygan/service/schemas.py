@@ -162,6 +162,7 @@ class ModelInfo(BaseModel):
     bundle_uri: str
     fingerprint: str = Field(..., description="bundle fingerprint (weights and default settings)")
     bundle_id: str = Field(..., description="bundle_id of the results this service produces")
+    encoder: str | None = Field(None, description="fingerprint of the encoder inversions start from; null: from scratch")
     image_size: int
     channels: int
     classifier: dict = Field(..., description="the classifier spec (classifier.json)")

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from explain_helpers import small_cnn_spec
 
 from raygan import storage
@@ -97,3 +98,43 @@ def test_cli_explain_a_missing_image_is_one_line(tmp_path, bundle, capsys):
     err = capsys.readouterr().err
     assert err.splitlines()[0] == f"raygan explain: error: no such file or folder (or an empty one): {tmp_path}/no-such.png"
     assert "Traceback" not in err
+
+
+def test_cli_and_api_explain_from_the_encoder_or_from_scratch(tmp_path, bundle, capsys):
+    import raygan
+    from raygan.bundle import attach_encoder
+    from raygan.models import build_encoder
+
+    attach_encoder(bundle, encoder=build_encoder(TINY.gan, TINY.encoder), data="d", metrics={}, epochs=1)
+    b = load_bundle(bundle)
+    rng = np.random.default_rng(1)
+    rows = [{"image_id": f"e{i}", "image": encode_png(rng.uniform(-1, 1, (1, 32, 32)).astype(np.float32))}
+            for i in range(2)]
+    shards, out = str(tmp_path / "shards"), str(tmp_path / "out")
+    write_shards(rows, shards)
+    base = [shards, "--bundle", bundle, "--out", out, "--device", "cpu", "--no-attributions", "--frames", "2"]
+    traversal = dataclasses.replace(b.traversal, frames=2)
+
+    def results():
+        files = storage.list_files(storage.join(out, "results"), suffix=".parquet")
+        return [r for f in files for r in pq.read_table(f).to_pylist()]
+
+    assert main(["explain", *base, "--encoder-steps", "2"]) == 0
+    assert "inversion: from the bundle's encoder, at most 2 refinement steps" in capsys.readouterr().out
+    first = results()
+    encoder_id = b.bundle_id(dataclasses.replace(b.inversion, encoder_steps=2), traversal)
+    assert {r["bundle_id"] for r in first} == {encoder_id} and all(r["steps_used"] <= 2 for r in first)
+    # From scratch is another inversion: its own rows beside the encoder's, never mixed or skipped.
+    assert main(["explain", *base, "--encoder-steps", "2", "--no-encoder"]) == 0
+    assert "inversion: from scratch, at most 3 steps" in capsys.readouterr().out
+    both = results()
+    scratch_id = b.bundle_id(b.inversion, traversal, encoder=False)
+    assert sorted(r["bundle_id"] for r in both) == sorted([encoder_id] * 2 + [scratch_id] * 2)
+    assert all(r["steps_used"] == 3 for r in both if r["bundle_id"] == scratch_id)
+
+    pipe = raygan.load(bundle, device="cpu", attributions=False)
+    assert pipe.uses_encoder and not raygan.load(bundle, device="cpu", no_encoder=True).uses_encoder
+    images = torch.rand(2, 1, 32, 32) * 2 - 1
+    fast = pipe.explain(images, encoder_steps=0)
+    slow = pipe.explain(images, no_encoder=True)
+    assert [e.steps_used for e in fast] == [0, 0] and [e.steps_used for e in slow] == [3, 3]

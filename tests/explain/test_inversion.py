@@ -171,3 +171,41 @@ def test_works_under_a_callers_inference_mode(tiny_generator, tiny_classifier, i
         inv = invert(tiny_generator, tiny_classifier, images[:2], config=config, keys=KEYS[:2])
     plain = invert(tiny_generator, tiny_classifier, images[:2], config=config, keys=KEYS[:2])
     torch.testing.assert_close(inv.z2, plain.z2)
+
+
+def _encoder(seed: int = 3) -> torch.nn.Module:
+    from raygan.models import build_encoder
+
+    torch.manual_seed(seed)
+    encoder = build_encoder(preset("tiny").gan, preset("tiny").encoder)
+    with torch.no_grad():
+        encoder.head.weight.normal_(0, 0.05)  # latents that differ per image
+    return encoder
+
+
+def test_encoder_only_returns_e_of_x_and_refinement_stays_within_k(tiny_generator, tiny_classifier, images):
+    encoder = _encoder()
+    with torch.no_grad():
+        z1, z2 = encoder.eval()(images)
+    only = invert(tiny_generator, tiny_classifier, images, config=dataclasses.replace(TINY, encoder_steps=0),
+                  keys=KEYS, encoder=encoder)
+    torch.testing.assert_close(only.z1, z1)
+    torch.testing.assert_close(only.z2, z2)
+    assert only.steps_used.tolist() == [0] * 5 and only.loss_curve.shape == (5, 0)
+    config = dataclasses.replace(TINY, encoder_steps=6, restarts=3, early_stop_tol=0.05, early_stop_patience=2)
+    refined = invert(tiny_generator, tiny_classifier, images, config=config, keys=KEYS, encoder=encoder)
+    assert refined.loss_curve.shape[1] <= 6 and (refined.steps_used <= 6).all()  # K, not config.steps (20)
+    torch.testing.assert_close(refined.loss_curve[:, 0], only.final_loss)  # the refinement starts at E(x)
+    with pytest.raises(ValueError, match="encoder_steps"):
+        invert(tiny_generator, tiny_classifier, images, config=dataclasses.replace(TINY, encoder_steps=-1),
+               encoder=encoder)
+
+
+def test_encoder_start_is_batch_independent(tiny_generator, tiny_classifier, images):
+    encoder = _encoder()
+    config = dataclasses.replace(TINY, encoder_steps=5, early_stop_tol=0.05, early_stop_patience=2,
+                                 counterfactual_weight=0.5)
+    batch = invert(tiny_generator, tiny_classifier, images, config=config, keys=KEYS, encoder=encoder)
+    alone = invert(tiny_generator, tiny_classifier, images[1:2], config=config, keys=KEYS[1:2], encoder=encoder)
+    torch.testing.assert_close(alone.z1[0], batch.z1[1], atol=1e-5, rtol=0)
+    assert int(alone.steps_used[0]) == int(batch.steps_used[1])

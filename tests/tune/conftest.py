@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from raygan.config import preset
 from raygan.data.phantoms import PhantomConfig, write_phantoms
@@ -13,32 +12,12 @@ from raygan.data.phantoms import PhantomConfig, write_phantoms
 TINY = preset("tiny")
 
 
-def _responsive(generator: torch.nn.Module) -> torch.nn.Module:
-    """An untrained G whose images depend on z, so trials differ and ASHA has something to rank.
-
-    Fresh N(0, 0.02) weights with batch-norm running stats at (0, 1) make eval-mode outputs ~1e-4
-    whatever z is: calibrate the running stats on random latents and widen the output layer.
-    """
-    norms = [m for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.momentum = None  # cumulative average over the calibration batches
-    generator.train()
-    with torch.no_grad():
-        for _ in range(4):
-            generator(torch.randn(64, TINY.gan.z1_dim), torch.randn(64, TINY.gan.z2_dim))
-        last = [m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1]
-        last.weight.mul_(8.0)
-    for m in norms:
-        m.momentum = 0.1
-    return generator.eval()
-
-
 @pytest.fixture()
 def tiny_bundle(tmp_path: Path) -> str:
     """A fresh bundle directory (function scope: the sweep rewrites its settings)."""
-    from bundle_helpers import save_tiny_bundle
+    from bundle_helpers import responsive, save_tiny_bundle
 
-    return save_tiny_bundle(tmp_path, steps=8, adjust=_responsive)
+    return save_tiny_bundle(tmp_path, steps=8, adjust=responsive)
 
 
 @pytest.fixture(scope="session")
