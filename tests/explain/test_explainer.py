@@ -10,7 +10,7 @@ from explain_helpers import SIZE
 
 from raygan.config import preset
 from raygan.explain import MAP_NAMES, Explainer
-from raygan.explain.attribution import PATH_MAP
+from raygan.explain.attribution import PATH_MAP, SWAP_MAP
 
 TINY = preset("tiny")
 
@@ -38,7 +38,7 @@ def test_explain_fills_every_field(explainer, images):
     torch.testing.assert_close(e.traversal_frames[0], e.counterfactual)
     assert isinstance(e.monotone, bool) and isinstance(e.spearman, float)
     assert e.crossing_alpha is None or 0 <= e.crossing_alpha <= 1
-    assert tuple(e.maps) == (*MAP_NAMES, PATH_MAP)  # the traversal attribution comes with the attributions
+    assert tuple(e.maps) == (*MAP_NAMES, PATH_MAP, SWAP_MAP)  # raygan's own two come with the attributions
     for m in e.maps.values():
         assert m.shape == (1, SIZE, SIZE) and m.min() >= 0 and m.max() <= 1
     assert e.steps_used == 4 and len(e.loss_curve) == 4
