@@ -147,6 +147,7 @@ def summarise(results: Sequence[CellResult], config: BenchmarkConfig, *, ratio: 
 def run_benchmark(config: BenchmarkConfig, *, log: Log = print) -> dict[str, Any]:
     """Run the cells, summarise, write `fidelity[-quick].json` and `.md`; returns the document."""
     from raygan.fidelity.report import to_markdown
+    from raygan.fidelity.cell import PRIMARY
     from raygan.fidelity.verdict import RATIO, Case, choose_ratio
 
     started = time.perf_counter()
@@ -159,7 +160,7 @@ def run_benchmark(config: BenchmarkConfig, *, log: Log = print) -> dict[str, Any
         from raygan.fidelity.summary import _mean
 
         cases = [Case(mass=_mean(r.per_image[m]["shortcut_mass"]), chance=_mean(r.per_image[m]["shortcut_chance"]),
-                      reliance=r.reliance["shortcut"]["value"]) for r in results for m in ("raygan", "gradcam", "ig")]
+                      reliance=r.reliance["shortcut"]["value"]) for r in results for m in (PRIMARY, "gradcam", "ig")]
         document["chosen_ratio"] = choose_ratio(cases)
     stem = "fidelity-quick" if config.quick else "fidelity"
     folder = Path(config.docs) if config.docs else Path(config.out)

@@ -91,7 +91,8 @@ removed cue acts (tested per cue in tests/data/test_phantoms.py).
   are at least R times the odds of its area share (R fixed on development seed 0, frozen in
   `raygan.fidelity.verdict.RATIO`, then reported on seeds 1, 2, 3 and on the stamp);
 - intervals: 95% bootstrap, resampling seeds, then images within them; "beats" = the interval of
-  the paired difference (raygan minus the baseline, image by image) excludes 0. Grad-CAM and IG
+  the paired difference (raygan's audit map, the counterfactual swap map where a run has it, minus the
+  baseline, image by image) excludes 0; the targets and verdict accuracy are judged on that map too. Grad-CAM and IG
   have no counterfactual: that column is raygan's alone.
 
 **Per cell**: train the explained classifier (small_cnn) and an independent judge (max_cnn,

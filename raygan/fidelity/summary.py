@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from raygan.fidelity.cell import METHODS, CellResult
+from raygan.fidelity.cell import METHODS, PRIMARY, CellResult
 from raygan.fidelity.verdict import truth, verdict
 from raygan.metrics.bootstrap import bootstrap
 
@@ -90,7 +90,7 @@ def pooled_rows(cells: Sequence[CellResult], *, ratio: float) -> list[dict[str, 
             ci = {"shortcut_mass": mass.as_list(), "lesion_auprc": auprc.as_list(),
                   "mass_over_chance": ratio_mass.as_list(), "twin_agreement": interval("twin_shortcut").as_list()}
             cf = None
-            if method == "raygan":
+            if all("cf_removes_shortcut" in c.per_image[method] for c in group):
                 removal = interval("cf_removes_shortcut")
                 ci["cf_removes_shortcut"] = removal.as_list()
                 cf = _none(removal.value)
@@ -121,13 +121,15 @@ def comparisons(cells: Sequence[CellResult]) -> list[Comparison]:
     """raygan - Grad-CAM and raygan - IG on shortcut mass (where the classifier relies on the shortcut)
     and on lesion AUPRC (lesion-only world), per (world, kind) and pooled."""
     out = []
+    # Cells of runs from before the swap map are compared by the difference map, as they were then.
+    primary = PRIMARY if all(PRIMARY in c.per_image for c in cells) else "raygan"
     keys = sorted({(c.config.world, c.config.shortcut_kind) for c in cells})
     for world, kind in keys:
         group = [c for c in cells if (c.config.world, c.config.shortcut_kind) == (world, kind)]
         metrics = ["lesion_auprc"] if world == "lesion_only" else ["shortcut_mass"]
         for metric in metrics:
             for baseline in ("gradcam", "ig"):
-                diff = bootstrap(_groups(group, "raygan", metric), minus=_groups(group, baseline, metric))
+                diff = bootstrap(_groups(group, primary, metric), minus=_groups(group, baseline, metric))
                 out.append(Comparison(world, kind, metric, baseline, diff.value, diff.as_list(),
                                       not math.isnan(diff.low) and diff.low > 0, diff.n))
     return out
