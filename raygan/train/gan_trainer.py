@@ -19,6 +19,7 @@ import torch
 
 from raygan import storage
 from raygan.bundle import save_bundle
+from raygan.cluster import require_shared
 from raygan.config import GanConfig, InversionConfig, TrainConfig, TraversalConfig
 from raygan.models.frozen import load_classifier
 from raygan.models.generator import build_generator
@@ -95,6 +96,8 @@ def train_gan(
     classifier = load_classifier(classifier_uri, target=target, settings=settings)
     target_index = classifier.target
     ensure_ray(workers=train.workers)
+    # Ray Data reads the shards, every worker loads the classifier, rank 0 writes samples and checkpoints.
+    require_shared({"--data": data_uri, "--classifier": classifier_uri, "--out": out})
     check_workers_fit(workers=train.workers, use_gpu=train.use_gpu, what="GAN training")
 
     # The run's config beside its outputs (the bundle records it again).
