@@ -29,9 +29,11 @@ demo: $(STAMP)
 
 # The bring-your-own-classifier test starts its own Serve, which does not come up again after the
 # service tests' Serve shut down in the same Ray session: it runs in a second pytest session.
+# The multi-node tests start their own Ray cluster (one driver connects to one cluster): a third session.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q --ignore=tests/test_byo_classifier.py
+	$(BIN)/python -m pytest -q --ignore=tests/test_byo_classifier.py --ignore=tests/multinode
 	$(BIN)/python -m pytest -q tests/test_byo_classifier.py
+	$(BIN)/python -m pytest -q tests/multinode
 
 results-cpu: $(STAMP)
 	$(BIN)/raygan study --preset small --data $(CXR128) --out runs/results-cpu --classifier-epochs 8 \

@@ -238,7 +238,7 @@ def write_probe(uri: str, *, settings: storage.StorageSettings, rank: int, world
 
     record = {"rank": rank, "world": world, "epoch": epoch, "start_epoch": start_epoch,
               "node_id": ray.get_runtime_context().get_node_id(), "images": images,
-              "generator": parameters_digest(generator)}
+              "generator": parameters_digest(generator), "time": time.time()}
     name = f"epoch-{epoch:04d}-rank-{rank}-{uuid.uuid4().hex[:8]}.json"
     storage.write_json(storage.join(uri, name), record, settings=settings)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -42,6 +43,21 @@ WORKER_NODES = 3  # one CPU each: two for Train workers, one for Ray Data
 PHANTOMS = 46  # image_ids phantom-0 .. phantom-45: exactly 32 in the train split (2 ranks x 2 batches of 8)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def node_args() -> dict[str, object]:
+    """A node on loopback with its agents' ports chosen here. Left at 0, each agent picks one and writes
+    it to a file that the raylet waits for, and a raylet whose agent is late aborts ("Timed out waiting
+    for file .../metrics_agent_port_...", seen at load 14 on 2 cores)."""
+    return {"node_ip_address": "127.0.0.1", "metrics_agent_port": _free_port(),
+            "metrics_export_port": _free_port(), "dashboard_agent_listen_port": _free_port(),
+            "runtime_env_agent_port": _free_port()}
+
+
 @dataclass
 class MultiNode:
     """The running cluster and what the tests add to or remove from it."""
@@ -54,7 +70,7 @@ class MultiNode:
 
     def add_worker(self, name: str):
         """Add a one-CPU worker node (labelled by a custom resource `name`) and wait until it is alive."""
-        node = self.cluster.add_node(num_cpus=1, resources={name: 1}, node_ip_address="127.0.0.1")  # type: ignore
+        node = self.cluster.add_node(num_cpus=1, resources={name: 1}, **node_args())  # type: ignore
         self.cluster.wait_for_nodes(timeout=120)  # type: ignore[attr-defined]
         return node
 
@@ -75,8 +91,10 @@ def multinode() -> Iterator[MultiNode]:
     os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = "300"
     os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "1"  # notice a removed node sooner (default 2 s)
     assert os.environ.get("RAY_AUTH_MODE"), "tests/conftest.py sets RAY_AUTH_MODE before Ray starts"
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "node_ip_address": "127.0.0.1", "include_dashboard": False, "resources": {"head": 1}})
+    # shutdown_at_exit=False: nodes can be added from a test's helper thread (the exit hooks install a
+    # SIGTERM handler, which only the main thread may); the finally below shuts the cluster down.
+    cluster = Cluster(initialize_head=True, shutdown_at_exit=False, head_node_args={
+        "num_cpus": 0, "include_dashboard": False, "resources": {"head": 1}, **node_args()})
     try:
         mn = MultiNode(cluster=cluster, head_id=cluster.head_node.node_id)
         for i in range(WORKER_NODES):
