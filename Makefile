@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CXR128 ?= ../shared/data/cxr128
 
-.PHONY: install demo test results-cpu fidelity fidelity-quick fidelity-sanity browser clean
+.PHONY: install demo test test-node-loss results-cpu fidelity fidelity-quick fidelity-sanity browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,9 +29,16 @@ demo: $(STAMP)
 
 # The bring-your-own-classifier test starts its own Serve, which does not come up again after the
 # service tests' Serve shut down in the same Ray session: it runs in a second pytest session.
+# The multi-node tests start their own Ray cluster (one driver connects to one cluster): a third session.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q --durations=25 --ignore=tests/test_byo_classifier.py
+	$(BIN)/python -m pytest -q --durations=25 --ignore=tests/test_byo_classifier.py --ignore=tests/multinode
 	$(BIN)/python -m pytest -q --durations=5 tests/test_byo_classifier.py
+	$(BIN)/python -m pytest -q --durations=5 -m "multinode and not nodeloss" tests/multinode
+
+# Node loss in training (tests/multinode, marker nodeloss): not yet reliable on a loaded 2-core machine
+# (issue 13), so not part of `make test` until it is.
+test-node-loss: $(STAMP)
+	$(BIN)/python -m pytest -q --durations=5 -m nodeloss tests/multinode
 
 results-cpu: $(STAMP)
 	$(BIN)/raygan study --preset small --data $(CXR128) --out runs/results-cpu --classifier-epochs 8 \

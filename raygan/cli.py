@@ -27,6 +27,9 @@ environment:
                           region and credentials (the standard AWS chain: env, ~/.aws, instance roles)
   RAYGAN_SERVE_TOKEN      default bearer-token variable of `raygan serve` (see --token-env)
   MLFLOW_TRACKING_URI     also log training and tune metrics to this MLflow server or store
+  RAYGAN_SHARED_PREFIXES  ":"-separated local prefixes mounted on every node (e.g. /mnt/nfs:/data); on a
+                          cluster of several nodes, train, train-classifier, tune and explain-bulk refuse
+                          other local paths (the other nodes cannot see them): use s3:// URIs there
   RAYGAN_WAIT_FOR_RESOURCES=1
                           wait (warn) instead of stopping when a stage asks for more CPUs/GPUs than the
                           cluster has (autoscaling clusters)
@@ -570,11 +573,13 @@ def _run_explain_bulk(args: argparse.Namespace) -> int:
         num_gpus=1.0 if args.gpu else 0.0, num_cpus=args.cpus_per_actor, attributions=not args.no_attributions,
         progress=not args.no_progress, no_encoder=args.no_encoder,
     )
-    from raygan.cluster import connect, require
+    from raygan.cluster import connect, require, require_shared
 
     # Joins the cluster of a submitted job (or RAY_ADDRESS, or `ray start`), else starts a local one
     # with room for the actors and Ray Data's read tasks beside them.
     connect(local_cpus=max(os.cpu_count() or 1, math.ceil(config.min_actors * config.num_cpus) + 1))
+    # Ray Data's tasks on any node read the shards and write results; every actor loads the bundle.
+    require_shared({"--input": args.input, "--bundle": args.bundle, "--out": args.out})
     require(cpus=config.min_actors * config.num_cpus, gpus=config.min_actors * config.num_gpus,
             what=f"explain-bulk with {config.min_actors} actor(s)")
     try:
@@ -841,10 +846,11 @@ def _log_file(args: argparse.Namespace) -> Path:
 
 def _user_error(error: BaseException) -> bool:
     """Mistakes in the input or the environment (one line is the whole story), as opposed to bugs."""
-    from raygan.cluster import ClusterTooSmall
+    from raygan.cluster import ClusterTooSmall, LocalPathOnCluster
 
     expected: tuple[type[BaseException], ...] = (FileNotFoundError, FileExistsError, NotADirectoryError,
-                                                 IsADirectoryError, PermissionError, ClusterTooSmall)
+                                                 IsADirectoryError, PermissionError, ClusterTooSmall,
+                                                 LocalPathOnCluster)
     for module, name in (("raygan.bundle", "BundleError"), ("raygan.render.dataset", "ReportError"),
                          ("raygan.data.codec", "ImageDecodeError")):
         if module in sys.modules:

@@ -10,20 +10,31 @@ which cluster it uses.
 can never be placed (more CPUs or GPUs than the cluster's total) stops with a message instead
 of waiting forever. On an autoscaling cluster, where nodes arrive later, RAYGAN_WAIT_FOR_RESOURCES=1
 turns the stop into a warning.
+
+`require_shared` stops a command before any work when the cluster has more than one node and a
+path that Ray workers read or write is local: each node would see its own disk (or none). Paths
+under a prefix listed in RAYGAN_SHARED_PREFIXES (a shared mount on every node, e.g. NFS) pass;
+the rule itself is the pure `local_path_error`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 WAIT_ENV = "RAYGAN_WAIT_FOR_RESOURCES"  # "1": warn and wait for missing resources (autoscaling clusters)
+SHARED_ENV = "RAYGAN_SHARED_PREFIXES"  # ":"-separated local prefixes mounted on every node (NFS, ...)
 
 
 class ClusterTooSmall(RuntimeError):
     """A stage asks Ray for more CPUs or GPUs than the cluster has in all."""
+
+
+class LocalPathOnCluster(ValueError):
+    """A path Ray workers use is local to one machine while the cluster has several nodes."""
 
 
 @dataclass(frozen=True)
@@ -107,4 +118,57 @@ def require(*, cpus: float, gpus: float = 0.0, what: str) -> None:
     raise ClusterTooSmall(f"{message}: ask for less{hint}, or set {WAIT_ENV}=1 on an autoscaling cluster")
 
 
-__all__ = ["ClusterInfo", "ClusterTooSmall", "WAIT_ENV", "connect", "require"]
+def _under(path: str, prefix: str) -> bool:
+    """True when the absolute local `path` is `prefix` or lies below it (by path components, not characters)."""
+    prefix = prefix.rstrip("/") or "/"
+    return path == prefix or path.startswith(prefix if prefix == "/" else prefix + "/")
+
+
+def shared_prefixes(value: str | None) -> tuple[str, ...]:
+    """The absolute prefixes of a RAYGAN_SHARED_PREFIXES value (":"-separated like PATH; blanks around and
+    empty parts ignored)."""
+    parts = (p.strip() for p in (value or "").split(":"))
+    return tuple(os.path.abspath(os.path.expanduser(p)) for p in parts if p)
+
+
+def local_path_error(*, nodes: int, paths: Mapping[str, str | None], prefixes: Sequence[str] = ()) -> str | None:
+    """The message refusing the local ones among `paths` ({flag: path or URI}) on a cluster of `nodes`
+    alive nodes, or None when every path is fine (one node, object storage, or under a shared prefix)."""
+    from raygan import storage
+
+    if nodes <= 1:
+        return None
+    local = {}
+    for flag, uri in paths.items():
+        if uri is None or storage.is_remote(uri):
+            continue
+        path = storage.local_path(uri)  # also refuses unknown schemes
+        if not any(_under(path, os.path.abspath(p)) for p in prefixes):
+            local[flag] = path
+    if not local:
+        return None
+    listed = ", ".join(f"{flag} {path}" for flag, path in local.items())
+    what = "is a local path" if len(local) == 1 else "are local paths"
+    return (f"the Ray cluster has {nodes} nodes and {listed} {what} that its other nodes cannot see: use s3:// "
+            f"URIs, or list the mounts every node shares in {SHARED_ENV} (e.g. /mnt/nfs:/data)")
+
+
+def alive_nodes() -> int:
+    """Alive nodes of the connected Ray cluster."""
+    import ray
+
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
+def require_shared(paths: Mapping[str, str | None]) -> None:
+    """Stop with LocalPathOnCluster when the connected cluster has several nodes and one of `paths`
+    ({flag: path or URI} that Ray workers read or write) is a local path outside RAYGAN_SHARED_PREFIXES."""
+    message = local_path_error(nodes=alive_nodes(), paths=paths, prefixes=shared_prefixes(os.environ.get(SHARED_ENV)))
+    if message is not None:
+        raise LocalPathOnCluster(message)
+
+
+__all__ = [
+    "ClusterInfo", "ClusterTooSmall", "LocalPathOnCluster", "SHARED_ENV", "WAIT_ENV", "alive_nodes", "connect",
+    "local_path_error", "require", "require_shared", "shared_prefixes",
+]

@@ -7,6 +7,9 @@
   401 without the token, and the token is in no process argument, no dashboard answer and no log;
 - `raygan tune --samples 4` finishes on its 2 CPUs (the re-scoring stage no longer asks for actors
   that cannot be placed).
+
+The rule that refuses local paths on a cluster of several nodes (`local_path_error`) is tested here
+without Ray; tests/multinode/ checks the commands refuse them on a real three-node cluster.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from raygan.cluster import SHARED_ENV, local_path_error, shared_prefixes
 from raygan.data.phantoms import PhantomConfig, write_phantoms
 
 RAYGAN = [sys.executable, "-m", "raygan.cli"]
@@ -251,3 +255,39 @@ def test_tune_with_four_samples_finishes_on_two_cpus(head: Head, inputs: dict[st
     assert done.returncode == 0, done.stderr[-3000:]
     assert "4 trials" in done.stdout and "bundle settings updated" in done.stdout
     assert "re-scoring on 2 actor(s)" in done.stderr  # what 2 CPUs hold, not the 4 asked for
+
+
+def test_local_paths_pass_on_one_node_and_object_storage_everywhere() -> None:
+    paths = {"--data": "/tmp/shards", "--out": "runs/x", "--classifier": "file:///tmp/c"}
+    assert local_path_error(nodes=1, paths=paths) is None
+    assert local_path_error(nodes=0, paths=paths) is None
+    assert local_path_error(nodes=3, paths={"--data": "s3://b/shards", "--out": "s3://b/run", "--x": None}) is None
+
+
+def test_local_paths_are_refused_on_several_nodes_in_one_line() -> None:
+    message = local_path_error(nodes=2, paths={"--data": "s3://b/shards", "--out": "runs/x",
+                                               "--classifier": "file:///tmp/c"})
+    assert message is not None and "\n" not in message
+    assert message.startswith("the Ray cluster has 2 nodes and ")
+    assert f"--out {Path('runs/x').resolve()}, --classifier /tmp/c are local paths" in message
+    assert "--data" not in message and SHARED_ENV in message and "s3://" in message
+    one = local_path_error(nodes=2, paths={"--out": "/tmp/run"})
+    assert one is not None and "--out /tmp/run is a local path" in one
+
+
+def test_shared_prefixes_let_local_paths_through_by_whole_components() -> None:
+    prefixes = shared_prefixes("/mnt/nfs::/data/ ")
+    assert prefixes == ("/mnt/nfs", "/data")
+    assert local_path_error(nodes=2, paths={"--out": "/mnt/nfs/runs/1", "--data": "file:///data"},
+                            prefixes=prefixes) is None
+    # /mnt/nfs2 is not under /mnt/nfs; a path with .. is judged where it really is.
+    for outside, seen in (("/mnt/nfs2/run", "/mnt/nfs2/run"), ("/mnt/nfs/../elsewhere", "/mnt/elsewhere")):
+        message = local_path_error(nodes=2, paths={"--out": outside}, prefixes=prefixes)
+        assert message is not None and f"--out {seen} is a local path" in message, message
+    assert local_path_error(nodes=2, paths={"--out": "/anything"}, prefixes=shared_prefixes("/")) is None
+    assert shared_prefixes(None) == shared_prefixes("") == ()
+
+
+def test_unknown_schemes_are_refused_rather_than_judged_local() -> None:
+    with pytest.raises(ValueError, match="unsupported URI scheme"):
+        local_path_error(nodes=2, paths={"--out": "gs://bucket/run"})

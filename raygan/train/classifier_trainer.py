@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from raygan import storage
+from raygan.cluster import require_shared
 from raygan.config import ClassifierTrainConfig
 from raygan.data.shards import decode_rows, read_table
 from raygan.data.splits import Split, filter_split
@@ -119,6 +120,7 @@ def train_classifier(
     settings = settings or storage.StorageSettings.from_env()
     out, data_uri = absolute_uri(out), absolute_uri(data_uri)
     ensure_ray(workers=config.workers)
+    require_shared({"--data": data_uri, "--out": out})  # Ray Data reads the shards; rank 0 writes checkpoints
     check_workers_fit(workers=config.workers, use_gpu=config.use_gpu, what="classifier training")
     run_config = {"data": data_uri, "classifier": dataclasses.asdict(config), "channels": channels}
     storage.write_json(storage.join(out, "train_config.json"), run_config, settings=settings)

@@ -7,9 +7,12 @@ Stages: (1) context and seeds, (2) models (G and D data-parallel, C frozen on ev
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import io
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -46,6 +49,7 @@ class GanLoopConfig:
     fail_marker: str | None = None  # URI of the marker file that makes the hook fire only once
     target: int | None = None  # classifier output the GAN learns to switch on (z2) and off (z2 = 0); None: positive_index
     tracking: TrackingConfig | None = None  # TensorBoard / MLflow destinations, used by rank 0; None = none
+    probe_uri: str | None = None  # test hook: every rank writes what each epoch trained on here (`write_probe`)
 
 
 def sample_grid_png(generator: nn.Module, z1: torch.Tensor, z2: torch.Tensor) -> bytes:
@@ -152,8 +156,12 @@ def gan_loop(config: dict[str, Any]) -> None:
             batch_size=train.batch_size, drop_last=True, device=device,
             local_shuffle_buffer_size=SHUFFLE_BUFFER, local_shuffle_seed=seed,
         )
+        images_in = (b["image"] for b in batches)
+        digests: list[str] = []  # the probe's record of this rank's images; stays empty without a probe
+        if loop.probe_uri is not None:
+            images_in = _digested(images_in, digests)
         # The per-batch update is the pure `gan_epoch` (gan_step per batch), shared with the Ray-free study.
-        done = gan_epoch(models, opt_g, opt_d, (b["image"] for b in batches), train=train, rng=rng)
+        done = gan_epoch(models, opt_g, opt_d, images_in, train=train, rng=rng)
         means, images = done.means, done.images
 
         # --- 5. metrics (one host sync per epoch), samples and checkpoint --------------------------
@@ -189,11 +197,50 @@ def gan_loop(config: dict[str, Any]) -> None:
                     "train": asdict(train),
                     "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                 }
+        if loop.probe_uri is not None:
+            write_probe(loop.probe_uri, settings=loop.settings, rank=rank, world=world, epoch=epoch,
+                        start_epoch=start_epoch, images=digests, generator=bare(G))
         report_epoch(metrics, state=new_state, rank=rank, local_root=loop.local_checkpoints, settings=loop.settings)
         epochs.update(1)
     epochs.close()
     if tracker is not None:
         tracker.close()
+
+
+def image_digest(image: torch.Tensor) -> str:
+    """SHA-1 of one decoded image's float32 bytes: names an image without its image_id (not in the shard)."""
+    return hashlib.sha1(image.detach().cpu().contiguous().float().numpy().tobytes()).hexdigest()
+
+
+def parameters_digest(model: nn.Module) -> str:
+    """SHA-1 over a model's parameters in name order: equal on two ranks iff their weights are bitwise equal.
+    (Buffers are left out: batch-norm running statistics are per rank by design.)"""
+    sha = hashlib.sha1()
+    for name, parameter in sorted(model.named_parameters()):
+        sha.update(name.encode())
+        sha.update(parameter.detach().cpu().float().contiguous().numpy().tobytes())
+    return sha.hexdigest()
+
+
+def _digested(images: Iterator[torch.Tensor], into: list[str]) -> Iterator[torch.Tensor]:
+    """Pass the batches through unchanged, appending each image's digest to `into`."""
+    for batch in images:  # [B, C, S, S]
+        into.extend(image_digest(image) for image in batch)
+        yield batch
+
+
+def write_probe(uri: str, *, settings: storage.StorageSettings, rank: int, world: int, epoch: int,
+                start_epoch: int, images: list[str], generator: nn.Module) -> None:
+    """Test hook: `<uri>/epoch-NNNN-rank-R-<id>.json` with this rank's node, the digests of the images it
+    trained on this epoch and of G's parameters after the epoch. The random id keeps a retried epoch's record
+    beside the failed attempt's."""
+    import ray
+
+    record = {"rank": rank, "world": world, "epoch": epoch, "start_epoch": start_epoch,
+              "node_id": ray.get_runtime_context().get_node_id(), "images": images,
+              "generator": parameters_digest(generator), "time": time.time()}
+    name = f"epoch-{epoch:04d}-rank-{rank}-{uuid.uuid4().hex[:8]}.json"
+    storage.write_json(storage.join(uri, name), record, settings=settings)
 
 
 def _maybe_fail(loop: GanLoopConfig, *, rank: int, world: int, epoch: int) -> None:
@@ -208,4 +255,5 @@ def _maybe_fail(loop: GanLoopConfig, *, rank: int, world: int, epoch: int) -> No
     raise RuntimeError(f"injected failure at epoch {epoch} on rank {rank} (fail_once_at_epoch test hook)")
 
 
-__all__ = ["GanLoopConfig", "all_reduce_sum", "epoch_seed", "gan_loop", "sample_grid_png"]
+__all__ = ["GanLoopConfig", "all_reduce_sum", "epoch_seed", "gan_loop", "image_digest", "parameters_digest",
+           "sample_grid_png", "write_probe"]

@@ -19,6 +19,7 @@ import torch
 
 from raygan import storage
 from raygan.bundle import save_bundle
+from raygan.cluster import require_shared
 from raygan.config import GanConfig, InversionConfig, TrainConfig, TraversalConfig
 from raygan.models.frozen import load_classifier
 from raygan.models.generator import build_generator
@@ -77,6 +78,7 @@ def train_gan(
     target: int | str | None = None,
     settings: storage.StorageSettings | None = None,
     fail_once_at_epoch: int | None = None,
+    probe_uri: str | None = None,
 ) -> TrainResult:
     """Train G and D against the frozen classifier at `classifier_uri` on the training split of
     `data_uri`; write the bundle (with `inversion`/`traversal` as its defaults) to `out`.
@@ -84,6 +86,7 @@ def train_gan(
     `target` (a class name or output index; None: the spec's positive_index) is the class the
     GAN learns to switch on and off: z2 = 0 makes "not the target", z2 ~ N(0, I) the target.
     `fail_once_at_epoch` is a fault-tolerance test hook: one worker raises once at that epoch.
+    `probe_uri` is a test hook: every rank records its node, images and G's digest per epoch there.
     """
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -95,6 +98,8 @@ def train_gan(
     classifier = load_classifier(classifier_uri, target=target, settings=settings)
     target_index = classifier.target
     ensure_ray(workers=train.workers)
+    # Ray Data reads the shards, every worker loads the classifier, rank 0 writes samples and checkpoints.
+    require_shared({"--data": data_uri, "--classifier": classifier_uri, "--out": out})
     check_workers_fit(workers=train.workers, use_gpu=train.use_gpu, what="GAN training")
 
     # The run's config beside its outputs (the bundle records it again).
@@ -113,6 +118,7 @@ def train_gan(
         gan=gan, train=train, classifier_uri=classifier_uri, out=out, settings=settings, tracking=tracking,
         local_checkpoints=local_root, fail_once_at_epoch=fail_once_at_epoch, target=target_index,
         fail_marker=storage.join(checkpoints, "fail-once.marker") if fail_once_at_epoch is not None else None,
+        probe_uri=probe_uri,
     )
     dataset = training_dataset(data_uri, size=gan.image_size, channels=gan.channels, settings=settings)
     trainer = TorchTrainer(

@@ -310,7 +310,7 @@ def run_sweep(
     from ray.tune.schedulers import ASHAScheduler
 
     from raygan.bundle import load_bundle, update_settings
-    from raygan.cluster import connect, require
+    from raygan.cluster import connect, require, require_shared
     from raygan.tune.trial import tune_trial
 
     bundle = load_bundle(config.bundle, settings=settings)
@@ -331,6 +331,8 @@ def run_sweep(
 
     # 2. The sweep; the bundle's current settings are its first point.
     connect(local_cpus=os.cpu_count() or 1)
+    # Every trial loads the bundle and Tune keeps its trial state under `out`; the images were read here.
+    require_shared({"--bundle": config.bundle, "--out": out})
     require(cpus=config.cpu_per_trial, gpus=config.gpu_per_trial, what="a tune trial")
     start = params_from_settings(bundle.inversion, bundle.traversal, space=space, max_steps=max_steps)
     search_alg, used = _search_algorithm(config.search, start=start, seed=config.seed, samples=config.samples)
