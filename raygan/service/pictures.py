@@ -13,7 +13,7 @@ from raygan import storage
 from raygan.explain.explainer import Explanation
 from raygan.service.schemas import PictureMode, finite
 
-MAP_PICTURES = ("diff", "gradcam", "ig")
+MAP_PICTURES = ("diff", "swap", "gradcam", "ig")
 
 
 def render_pictures(expl: Explanation, *, figure: bool = True) -> dict[str, Any]:

@@ -66,6 +66,8 @@ class PicturesOut(BaseModel):
     counterfactual: str | None = Field(None, description="G(z1, 0)")
     traversal_frames: list[str] = Field(default_factory=list, description="G(z1, alpha * z2) for each alpha")
     diff: str | None = Field(None, description="difference map |G(z1, z2) - G(z1, 0)| over the input")
+    swap: str | None = Field(None, description="counterfactual swap map over the input: where replacing the image by "
+                             "its counterfactual lowers the classifier's target log-odds (raygan's audit map)")
     gradcam: str | None = Field(None, description="Grad-CAM over the input")
     ig: str | None = Field(None, description="Integrated Gradients over the input")
 

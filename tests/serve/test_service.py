@@ -66,7 +66,7 @@ def test_explain_multipart_upload_of_an_odd_sized_colour_png(service: Service) -
     assert body["warning"] == service.get("/v1/model").json()["quality"]["warning"]  # every answer says it
     pictures = body["pictures"]
     assert pictures["mode"] == "inline" and len(pictures["traversal_frames"]) == FRAMES
-    for name in ("input", "reconstruction", "counterfactual", "diff", "gradcam", "ig", "figure"):
+    for name in ("input", "reconstruction", "counterfactual", "diff", "swap", "gradcam", "ig", "figure"):
         assert decode_png(pictures[name]).size[0] > 0, name
     assert decode_png(pictures["input"]).size == (32, 32)  # center-cropped and resized to the model's side
 

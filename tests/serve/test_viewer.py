@@ -83,7 +83,7 @@ def test_viewer_explains_an_upload_and_the_slider_walks_the_traversal(service: S
     assert float(cx_start) < float(cx_end) and src_start != src_end  # the marker and the frame moved
     page.fill("#slider", "2")
     assert page.inner_text("#frame-p") == f"p = {probs[2]:.2f}"
-    for name in ("input", "reconstruction", "counterfactual", "diff", "gradcam", "ig"):
+    for name in ("input", "reconstruction", "counterfactual", "diff", "swap", "gradcam", "ig"):
         width = page.eval_on_selector(f"#img-{name}", "img => img.naturalWidth")
         assert width == 32, name  # every picture decoded
     assert page.inner_text("#p-input") == f"p = {body['p_input']:.2f}"
