@@ -12,10 +12,11 @@
      and the actors run at the benchmark's own priority (Ray would start them at niceness +15).
    ratio = bulk / bare rows/s (target >= 0.85).
 2. Scale: a fresh driver process per `--scale` row count runs the bulk job and reports the peak RSS of
-   the driver process itself (`resource.getrusage(RUSAGE_SELF).ru_maxrss`; not the raylet, GCS or
-   actors, which are other processes; most of it is the imports of torch, Ray and Ray Data, reported
-   apart), the peak of the Python heap during the job (tracemalloc) and the Parquet results files written (target: a few dozen at
-   50,000 rows, peak within 1.5x of the 5,000-row run). `--scale-explainer stub` (default) swaps the
+   the driver process itself (VmHWM of /proc/self/status, not ru_maxrss: Linux carries that over
+   from the parent's RSS at fork through exec; not the raylet, GCS or actors, which are other
+   processes; most of it is the imports of torch, Ray and Ray Data, reported apart), the peak of the
+   Python heap during the job (tracemalloc) and the Parquet results files written (target: a few
+   dozen at 50,000 rows, peak within 1.5x of the 5,000-row run). `--scale-explainer stub` (default) swaps the
    models for constant rows inside the actors: reading units, writing their files and everything on the
    driver stay the real code, and 50,000 real explanations would take hours on a small CPU machine;
    `real` runs the real Explainer there too.
@@ -30,7 +31,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -85,6 +85,14 @@ def make_input(uri: str, *, rows: int, distinct: int, size: int, rows_per_shard:
     write_shards(table, uri, rows_per_shard=rows_per_shard)
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident set size (VmHWM), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status (this benchmark's memory figures need Linux)")
+
+
 def driver(spec: dict[str, Any]) -> dict[str, Any]:
     """One bulk job in this (fresh) process; its wall time, counts, files and this process's peak RSS."""
     import tracemalloc
@@ -97,7 +105,7 @@ def driver(spec: dict[str, Any]) -> dict[str, Any]:
     # Ray starts its workers at niceness +15 (RAY_worker_niceness): on a machine shared with other work
     # the actors would get a fraction of the CPU the bare side gets. Same priority on both sides.
     os.environ.setdefault("RAY_worker_niceness", "0")
-    baseline_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # after the imports
+    baseline_mib = peak_rss_mib()  # after the imports
     ray.init(num_cpus=spec["ray_cpus"], include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     config = BulkConfig(batch_size=spec["batch_size"], rows_per_file=spec["rows_per_file"],
                         artifacts=spec["artifacts"], min_actors=spec["actors"], max_actors=spec["actors"],
@@ -111,17 +119,16 @@ def driver(spec: dict[str, Any]) -> dict[str, Any]:
     heap_mib = tracemalloc.get_traced_memory()[1] / 2**20 if spec["trace"] else None
     ray.shutdown()
     files = storage.list_files(storage.join(spec["out"], "results"), suffix=".parquet")
-    return {"rows": summary.ok + summary.error, "seconds": seconds, "rows_per_s": (summary.ok + summary.error) / seconds,
-            "files": len(files), "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "import_rss_mib": baseline_mib, "heap_peak_mib": heap_mib}
+    rows = summary.ok + summary.error
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "files": len(files),
+            "peak_rss_mib": peak_rss_mib(), "import_rss_mib": baseline_mib, "heap_peak_mib": heap_mib}
 
 
 def run_driver(spec: dict[str, Any]) -> dict[str, Any]:
     """`driver(spec)` in a child process (a fresh driver, so its peak RSS is its own)."""
-    done = subprocess.run([sys.executable, __file__, "--driver", json.dumps(spec)], check=True, text=True,
-                          capture_output=True)
+    done = subprocess.run([sys.executable, __file__, "--driver", json.dumps(spec)], text=True, capture_output=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("DRIVER ")]
-    if not lines:
+    if done.returncode or not lines:
         raise RuntimeError(f"the driver printed no result:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
     return json.loads(lines[-1][len("DRIVER "):])
 

@@ -108,19 +108,18 @@ def _hash12(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def input_key(input_file: str, *, settings: StorageSettings | None = None) -> str:
-    """12-hex key of an input file: its normalized location (bucket/key or absolute path), scheme spelling aside."""
-    _, path = storage.filesystem(input_file, settings)
-    return _hash12(f"{'s3' if storage.is_remote(input_file) else 'local'}:{path}")
+def input_key(input_file: str) -> str:
+    """12-hex key of an input file: its location (s3://bucket/key, or the absolute path of a path or file:// URI)."""
+    uri = str(input_file)
+    return _hash12("s3://" + uri[len("s3://"):].strip("/") if storage.is_remote(uri) else storage.local_path(uri))
 
 
-def unit_name(bundle_id: str, input_file: str, start: int, stop: int, *,
-              settings: StorageSettings | None = None) -> str:
+def unit_name(bundle_id: str, input_file: str, start: int, stop: int) -> str:
     """`part-<bundle>-<input>-<start>-<stop>.parquet`: the same rows of the same file for the same bundle always
     get the same name, so a retried unit replaces its own file and a listing tells what is done."""
     if not 0 <= start < stop:
         raise ValueError(f"need 0 <= start < stop, got {start}, {stop}")
-    return f"part-{_hash12(bundle_id)}-{input_key(input_file, settings=settings)}-{start:012d}-{stop:012d}.parquet"
+    return f"part-{_hash12(bundle_id)}-{input_key(input_file)}-{start:012d}-{stop:012d}.parquet"
 
 
 def _input_files(input_uri: str, *, settings: StorageSettings) -> list[tuple[str, int]]:
@@ -141,8 +140,8 @@ def _input_files(input_uri: str, *, settings: StorageSettings) -> list[tuple[str
         return list(pool.map(footer, files))
 
 
-def plan_units(files: list[tuple[str, int]], finished: list[str], bundle_id: str, *, rows_per_file: int,
-               settings: StorageSettings | None = None) -> tuple[list[WorkUnit], int]:
+def plan_units(files: list[tuple[str, int]], finished: list[str], bundle_id: str, *,
+               rows_per_file: int) -> tuple[list[WorkUnit], int]:
     """Work units covering every row of `files` not in a `finished` results file of this bundle, and the rows done.
 
     `files` are (URI, rows); `finished` are results file names. Each file's unfinished row ranges
@@ -159,21 +158,20 @@ def plan_units(files: list[tuple[str, int]], finished: list[str], bundle_id: str
     done_rows = 0
     for uri, rows in files:
         cursor = 0
-        for start, stop in sorted(done.get(input_key(uri, settings=settings), [])):
+        for start, stop in sorted(done.get(input_key(uri), [])):
             if start < cursor or stop > rows:
                 raise ValueError(f"results for {uri} record rows [{start}, {stop}) that overlap others or pass its "
-                                   f"{rows} rows: the input file changed, or two jobs wrote to this output")
-            units += _cut(uri, cursor, start, bundle_id, rows_per_file, settings)
+                                 f"{rows} rows: the input file changed, or two jobs wrote to this output")
+            units += _cut(uri, cursor, start, bundle_id, rows_per_file)
             done_rows += stop - start
             cursor = stop
-        units += _cut(uri, cursor, rows, bundle_id, rows_per_file, settings)
+        units += _cut(uri, cursor, rows, bundle_id, rows_per_file)
     return units, done_rows
 
 
-def _cut(uri: str, start: int, stop: int, bundle_id: str, size: int, settings: StorageSettings | None) -> list[WorkUnit]:
+def _cut(uri: str, start: int, stop: int, bundle_id: str, size: int) -> list[WorkUnit]:
     """[start, stop) of `uri` as units of at most `size` rows."""
-    return [WorkUnit(uri, lo, min(lo + size, stop), unit_name(bundle_id, uri, lo, min(lo + size, stop),
-                                                               settings=settings))
+    return [WorkUnit(uri, lo, min(lo + size, stop), unit_name(bundle_id, uri, lo, min(lo + size, stop)))
             for lo in range(start, stop, size)]
 
 
@@ -320,7 +318,7 @@ def explain_bulk(
     remove_stale_temps(out_uri, settings=settings)
     names = [uri.rsplit("/", 1)[-1] for uri in storage.list_files(storage.join(out_uri, RESULTS_DIR),
                                                                    suffix=".parquet", settings=settings)]
-    units, done_rows = plan_units(files, names, bundle_id, rows_per_file=config.rows_per_file, settings=settings)
+    units, done_rows = plan_units(files, names, bundle_id, rows_per_file=config.rows_per_file)
     earlier = _earlier_writers_keys(out_uri, names, bundle_id, settings=settings)
 
     ok = error = skipped = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -199,6 +200,31 @@ def test_a_crashed_job_rerun_ends_with_every_row_exactly_once(ray_session: None,
     summary = explain_bulk(src, bundle, str(out), config=dataclasses.replace(CONFIG, rows_per_file=3))
     assert (summary.ok + summary.error, summary.skipped) == (lost_rows, 13 - lost_rows)
     assert_every_row_once(results_of(str(out)), rows)
+
+
+class DyingExplainUnit(ExplainUnit):
+    """Its process dies (os._exit, as on a lost node) in the middle of the unit starting at row 4, the first time."""
+
+    def explain_unit(self, unit: WorkUnit) -> dict:
+        marker = Path(self.out_uri) / "died-once"
+        if unit.start == 4 and not marker.exists():
+            marker.write_text("x")
+            os._exit(1)
+        return super().explain_unit(unit)
+
+
+def test_a_dead_actor_loses_only_its_unit_which_ray_data_retries(ray_session: None, workdir: Path, bundle: str,
+                                                                 rows: pa.Table) -> None:
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    src, out = str(workdir / "in-dying"), workdir / "out-dying"
+    rows = rows.slice(rows.num_rows - 8)  # 7 phantoms and the corrupt row: units [0, 4) [4, 8)
+    write_shards(rows, src, rows_per_shard=8)
+    summary = explain_bulk(src, bundle, str(out), config=CONFIG, udf=DyingExplainUnit)  # one run: the unit is retried
+    assert (out / "died-once").exists() and (summary.ok + summary.error, summary.skipped) == (8, 0)
+    assert_every_row_once(results_of(str(out)), rows)
+    assert len(list((out / "results").iterdir())) == 2
 
 
 def test_bulk_skips_rows_an_earlier_writer_recorded(ray_session: None, workdir: Path, bundle: str,
