@@ -2,7 +2,8 @@
 
 Thin entry point: the flags are exactly those of `raygan explain-bulk` (see `raygan explain-bulk
 --help`); the Ray Data job runs on the cluster the job is submitted to (ray.init() joins it).
-Resubmitting the same command after a failure resumes: rows already in <out>/results/ are skipped.
+Resubmitting the same command after a failure resumes: work units whose results file is already in
+<out>/results/ are skipped (a failure loses at most the units in progress).
 """
 
 from __future__ import annotations

@@ -547,7 +547,12 @@ def _add_explain_bulk(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, help="input shards: a prefix of .parquet files (local path or s3://)")
     p.add_argument("--bundle", required=True, help="bundle URI (from `raygan train`); its settings are used")
     p.add_argument("--out", required=True, help="output prefix: results/ and artifacts/ go under it; reruns skip done rows")
-    p.add_argument("--batch-size", type=int, default=16, help="images per Explainer call and per results file")
+    p.add_argument("--batch-size", type=int, default=16, help="images per Explainer call")
+    p.add_argument("--rows-per-file", type=int, default=2048,
+                   help="rows per work unit and its one results file (a crash loses at most the units in progress)")
+    p.add_argument("--artifacts", choices=("none", "flagged", "all"), default="flagged",
+                   help="PNG artifacts for no row, for the rows worth a look (not monotone, fallback direction, or a "
+                        "positive call whose counterfactual did not flip; see docs/design.md), or for every ok row")
     p.add_argument("--actors", type=int, default=1, help="Explainer actors (each holds one copy of the models)")
     p.add_argument("--min-actors", type=int, default=None, help="autoscaling floor of the actor pool (default --actors)")
     p.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs per actor (also its torch threads)")
@@ -568,11 +573,16 @@ def _run_explain_bulk(args: argparse.Namespace) -> int:
     from raygan.bulk import BulkConfig, explain_bulk
     from raygan.bundle import BundleError
 
-    config = BulkConfig(
-        batch_size=args.batch_size, min_actors=args.min_actors or args.actors, max_actors=args.actors,
-        num_gpus=1.0 if args.gpu else 0.0, num_cpus=args.cpus_per_actor, attributions=not args.no_attributions,
-        progress=not args.no_progress, no_encoder=args.no_encoder,
-    )
+    try:
+        config = BulkConfig(
+            batch_size=args.batch_size, rows_per_file=args.rows_per_file, artifacts=args.artifacts,
+            min_actors=args.min_actors or args.actors, max_actors=args.actors, num_gpus=1.0 if args.gpu else 0.0,
+            num_cpus=args.cpus_per_actor, attributions=not args.no_attributions, progress=not args.no_progress,
+            no_encoder=args.no_encoder,
+        )
+    except ValueError as e:
+        print(f"raygan explain-bulk: error: {e}", file=sys.stderr)
+        return 2
     from raygan.cluster import connect, require, require_shared
 
     # Joins the cluster of a submitted job (or RAY_ADDRESS, or `ray start`), else starts a local one
@@ -584,7 +594,7 @@ def _run_explain_bulk(args: argparse.Namespace) -> int:
             what=f"explain-bulk with {config.min_actors} actor(s)")
     try:
         summary = explain_bulk(args.input, args.bundle, args.out, config=config)
-    except (BundleError, FileNotFoundError) as e:
+    except (BundleError, FileNotFoundError, ValueError) as e:  # ValueError: input schema, or results that conflict
         print(f"raygan explain-bulk: error: {e}", file=sys.stderr)
         return 2
     print(summary.describe())

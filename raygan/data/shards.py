@@ -56,7 +56,8 @@ class DecodedBatch:
     indices: list[int] = field(default_factory=list)  # position of each decoded row in the input
 
 
-def _check_schema(schema: pa.Schema, where: str) -> None:
+def check_schema(schema: pa.Schema, where: str) -> None:
+    """Raise ValueError (naming `where`) unless `schema` has the input-shard columns with their types."""
     missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
     if missing:
         raise ValueError(
@@ -125,7 +126,7 @@ def write_shards(
     seen: set[str] = set()
     written: list[str] = []
     for table in _tables(rows, rows_per_shard):
-        _check_schema(table.schema, f"shard {len(written)}")
+        check_schema(table.schema, f"shard {len(written)}")
         ids = table["image_id"].to_pylist()
         dup = sorted(seen.intersection(ids)) + _duplicates(ids)
         if dup:
@@ -155,7 +156,7 @@ def read_table(
     for f in files:
         fs, path = storage.filesystem(f, settings)
         schema = pq.read_schema(path, filesystem=fs)
-        _check_schema(schema, f)
+        check_schema(schema, f)
         if columns is not None:
             absent = [c for c in columns if c not in schema.names]
             if absent:

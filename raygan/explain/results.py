@@ -11,7 +11,9 @@ only ever added, so reruns never clobber earlier results.
 
 Artifacts are PNGs under `<out>/artifacts/<image_id>/<bundle_id>/` (directly under
 `<image_id>/` when the bundle_id is empty), so two bundles explaining the same image never
-overwrite each other's pictures. Maps are stored as 8-bit gray PNGs (255 = 1.0), the form
+overwrite each other's pictures. Which rows get them is an `ArtifactPolicy`: every ok row
+("all", what `raygan explain` writes), only the rows `worth_a_look` ("flagged"), or none; a row
+without pictures has null uri_* columns. Maps are stored as 8-bit gray PNGs (255 = 1.0), the form
 `raygan.render` reads back.
 """
 
@@ -23,7 +25,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import pyarrow as pa
@@ -69,6 +71,10 @@ RESULT_SCHEMA = pa.schema([
     ("bundle_frechet", pa.float64()),
 ])
 
+
+ArtifactPolicy = Literal["none", "flagged", "all"]  # which ok rows get PNG artifacts (see worth_a_look)
+ARTIFACT_POLICIES: tuple[ArtifactPolicy, ...] = ("none", "flagged", "all")
+POSITIVE = 0.5  # p(target) above which the classifier calls an image positive (DESIGN.md's flip rate)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".tif", ".tiff", ".bmp", ".webp", ".dcm")  # folder input:
 # files with these suffixes become rows (those the codec refuses become error rows, never silently missing)
@@ -156,6 +162,20 @@ def write_artifacts(
     return uris
 
 
+def worth_a_look(expl: Explanation) -> bool:
+    """True for an explanation a person should look at, the rows the "flagged" artifacts policy draws.
+
+    That is a traversal that is not monotone (the classifier does not rise steadily along the
+    walk), one that walked the fallback direction (the image's own z2 was ~0), or a positive call
+    (p_input > 0.5) whose counterfactual stays positive (p_counterfactual >= 0.5: it did not flip).
+    The bundle's quality-gate warning is deliberately not a criterion: it is the same for every row
+    of a bundle (and already on every row), so it would turn "flagged" into "all". Error rows
+    have no explanation and never get pictures.
+    """
+    did_not_flip = expl.p_input > POSITIVE and expl.p_counterfactual >= POSITIVE
+    return (not expl.monotone) or expl.used_fallback or did_not_flip
+
+
 def _base_row(image_id: str, bundle_id: str, explainer: Explainer, passthrough: Mapping[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {name: None for name in RESULT_SCHEMA.names}
     quality = explainer.quality
@@ -195,12 +215,16 @@ def explain_rows(
     explainer: Explainer,
     skip: set[tuple[str, str]],
     settings: storage.StorageSettings | None = None,
+    artifacts: ArtifactPolicy = "all",
 ) -> list[dict[str, Any]]:
-    """Explain the input-shard rows of `rows` (one batch) and write their PNG artifacts.
+    """Explain the input-shard rows of `rows` (one batch) and write the PNG artifacts `artifacts` asks for.
 
     Returns one result dict per row not in `skip` (keys: `result_schema(rows.schema).names`), in
     input order; a row whose image is null or does not decode gets status "error" and the message.
+    Rows without pictures (policy "none", or "flagged" and not `worth_a_look`) keep null uri_* columns.
     """
+    if artifacts not in ARTIFACT_POLICIES:
+        raise ValueError(f"artifacts must be one of {ARTIFACT_POLICIES}, got {artifacts!r}")
     bundle_id = explainer.bundle_id
     cols = rows.to_pydict()
     ids = [str(i) for i in cols["image_id"]]
@@ -230,7 +254,9 @@ def explain_rows(
         explanations = explainer.explain(images, image_ids=[out[j]["image_id"] for j, _ in todo])
         for (j, _), expl in zip(todo, explanations, strict=True):
             out[j].update(_ok_fields(expl))
-            out[j].update(write_artifacts(expl, artifact_dir(out_uri, expl.image_id, bundle_id), settings=settings))
+            if artifacts == "all" or (artifacts == "flagged" and worth_a_look(expl)):
+                out[j].update(write_artifacts(expl, artifact_dir(out_uri, expl.image_id, bundle_id),
+                                              settings=settings))
     return out
 
 
@@ -368,8 +394,8 @@ def explain_shards(
 
 
 __all__ = [
-    "ARTIFACTS", "ExplainSummary", "IMAGE_SUFFIXES", "RESULT_SCHEMA", "RowFailure", "artifact_dir", "drop_rows",
+    "ARTIFACTS", "ARTIFACT_POLICIES", "ArtifactPolicy", "ExplainSummary", "IMAGE_SUFFIXES", "RESULT_SCHEMA", "RowFailure", "artifact_dir", "drop_rows",
     "existing_keys", "explain_rows", "explain_shards", "read_input", "result_files", "result_schema",
-    "write_artifacts",
+    "worth_a_look", "write_artifacts",
     "write_results",
 ]

@@ -399,7 +399,14 @@ def dataset_report(results: pa.Table, *, title: str = "raygan dataset report", a
     if ok:
         body.append(_distributions(groups))
     if maps and ok:
-        body.append("<h2>Where the maps look</h2>" + _mean_maps(groups, maps, map_names)
+        with_maps = sum(bool(maps.get(r["image_id"])) for r in ok)
+        # A bulk job's artifacts policy ("flagged", its default) stores maps for a subset: say so, never average it
+        # silently as if it were every row.
+        subset = ('' if with_maps == len(ok) else
+                  f'<p class="note">Maps are stored for {with_maps:,} of the {len(ok):,} explained rows (e.g. a bulk '
+                  f'job with --artifacts flagged keeps only the rows worth a look): the means and rankings below '
+                  f'cover those rows only.</p>')
+        body.append("<h2>Where the maps look</h2>" + subset + _mean_maps(groups, maps, map_names)
                     + _shortcuts(ok, maps, map_names, artifact_base=artifact_base, top_k=top_k))
     elif ok:
         body.append('<h2>Where the maps look</h2><p class="note">No attribution maps were given or found.</p>')

@@ -50,6 +50,10 @@ def test_maps_given_directly_and_figure_links_rebased(tmp_path: Path, write_resu
     page = dataset_report(results, maps=maps, map_names=("diff",), artifact_base="https://example.org/run")
     assert _shortcut_order(page)[:2] in (["corner-1", "corner-3"], ["corner-3", "corner-1"])
     assert 'href="https://example.org/run/artifacts/corner-1/figure.png"' in page
+    assert "Maps are stored for" not in page
+    # A bulk job with --artifacts flagged stores maps for some rows only: the page says the maps cover a subset.
+    page = dataset_report(results, maps={k: maps[k] for k in ("corner-1", "centre-2")}, map_names=("diff",))
+    assert "Maps are stored for 2 of the 6 explained rows" in page
 
 
 def test_without_maps_the_report_still_summarises(tmp_path: Path, write_results) -> None:
