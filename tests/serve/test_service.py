@@ -79,8 +79,8 @@ def test_explain_json_base64_jpeg_and_raw_png(service: Service) -> None:
     assert r.status_code == 200, r.text
     check_explanation(r.json(), image_id="case-1.jpg")
     assert r.json()["pictures"] == {"mode": "none", "input": None, "figure": None, "reconstruction": None,
-                                    "counterfactual": None, "traversal_frames": [], "diff": None, "gradcam": None,
-                                    "ig": None}
+                                    "counterfactual": None, "traversal_frames": [], "diff": None, "swap": None,
+                                    "gradcam": None, "ig": None}
     r = service.post("/v1/explain?image_id=raw1&pictures=none", data=png(), headers={"Content-Type": "image/png"})
     assert r.status_code == 200, r.text
     check_explanation(r.json(), image_id="raw1")
