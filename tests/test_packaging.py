@@ -150,7 +150,7 @@ def test_wheel_runs_outside_the_checkout(envs: dict[str, Path], snippet_dir: Pat
 
     # The README's Python snippet, as written.
     out = _run([python, "snippet.py"], cwd=snippet_dir, env=env, timeout=600).stdout
-    assert "chest p(1)" in out and "['diff', 'gradcam', 'ig', 'path'] {}" in out
+    assert "chest p(1)" in out and "['diff', 'gradcam', 'ig', 'path', 'swap'] {}" in out
     assert (snippet_dir / "runs" / "bundle-copy" / "bundle.json").is_file()
 
     # `raygan serve` from the wheel: health answered over HTTP on loopback, then Ctrl-C stops it.
@@ -216,7 +216,7 @@ def test_core_install_explains_and_names_missing_extras(envs: dict[str, Path], s
         "print(sorted(r.maps)); print(r.maps_skipped['gradcam']); print(sorted(sys.modules.keys() & set(%r)))\n"
     ) % (NOT_CORE,)
     out = _run([python, "-c", script, str(snippet_dir / "chest.png")], cwd=tmp_path, env=env).stdout.splitlines()
-    assert out[0] == "['diff', 'path']" and "raygan[attributions]" in out[1] and out[2] == "[]"
+    assert out[0] == "['diff', 'path', 'swap']" and "raygan[attributions]" in out[1] and out[2] == "[]"
     assert "usage: raygan" in _run([raygan, "--help"], cwd=tmp_path, env=env).stdout
     commands = {
         "explain": ["explain", str(snippet_dir / "chest.png"), "--bundle", bundle, "--out", str(tmp_path / "o")],
