@@ -81,7 +81,8 @@ def run_demo(config: DemoConfig) -> DemoResult:
     from raygan.evaluate import EvaluationConfig, evaluate_bundle, write_report
     from raygan.render import explanation_report
     from raygan.train.classifier_trainer import train_classifier
-    from raygan.train.gan_trainer import absolute_uri, train_gan
+    from raygan.train.gan_trainer import train_gan
+    from raygan.train.run import absolute_uri
 
     started = time.perf_counter()
     out = absolute_uri(config.out)

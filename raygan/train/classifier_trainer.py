@@ -24,11 +24,10 @@ from raygan.data.splits import Split, filter_split
 from raygan.models.classifier import build_classifier, factory_path
 from raygan.models.frozen import ClassifierSpec, FrozenClassifier, load_classifier, save_classifier
 from raygan.tracking import TrackingConfig
-from raygan.train.checkpoint import latest_local_state, load_checkpoint_state
 from raygan.train.classifier_loop import ClassifierLoopConfig, classifier_loop
 from raygan.train.cluster import check_workers_fit, ensure_ray
 from raygan.train.dataset import training_dataset
-from raygan.train.gan_trainer import absolute_uri, run_storage
+from raygan.train.run import RunSpec, absolute_uri, fit_run
 
 RUN_NAME = "classifier"
 WEIGHTS_FILE = "model.pt"
@@ -113,9 +112,6 @@ def train_classifier(
     settings: storage.StorageSettings | None = None,
 ) -> ClassifierResult:
     """Train `config.arch` on the training split of `data_uri`; write a classifier spec to `out`."""
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
     started = time.perf_counter()
     settings = settings or storage.StorageSettings.from_env()
     out, data_uri = absolute_uri(out), absolute_uri(data_uri)
@@ -128,31 +124,17 @@ def train_classifier(
     # --- Ray Train over the training split -----------------------------------------------------
     checkpoints = storage.join(out, "checkpoints")
     local_root = storage.join(checkpoints, "classifier-local") if config.workers == 0 else None
-    trainer = TorchTrainer(
-        classifier_loop,
-        train_loop_config={"loop": ClassifierLoopConfig(
-            config=config, channels=channels, settings=settings, local_checkpoints=local_root,
-            tracking=TrackingConfig.for_run(out, run_name=RUN_NAME, params={"classifier": dataclasses.asdict(config),
-                                                                             "data": data_uri}),
-        )},
-        scaling_config=ray.train.ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu),
-        run_config=ray.train.RunConfig(
-            name=RUN_NAME,
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            failure_config=ray.train.FailureConfig(max_failures=2),
-            **run_storage(checkpoints, settings),
-        ),
-        datasets={"train": training_dataset(
-            data_uri, size=config.image_size, channels=channels, with_labels=True, settings=settings,
-        )},
+    loop = ClassifierLoopConfig(
+        config=config, channels=channels, settings=settings, local_checkpoints=local_root,
+        tracking=TrackingConfig.for_run(out, run_name=RUN_NAME, params={"classifier": dataclasses.asdict(config),
+                                                                         "data": data_uri}),
     )
-    result = trainer.fit()
-    if result.checkpoint is not None:
-        state = load_checkpoint_state(result.checkpoint)
-    else:
-        state = latest_local_state(local_root, settings=settings) if local_root is not None else None
-    if state is None:
-        raise RuntimeError(f"classifier training under {checkpoints} produced no checkpoint (epochs = {config.epochs})")
+    dataset = training_dataset(data_uri, size=config.image_size, channels=channels, with_labels=True,
+                               settings=settings)
+    run_spec = RunSpec(name=RUN_NAME, checkpoints=checkpoints, workers=config.workers, use_gpu=config.use_gpu,
+                       max_failures=2, keep=1, local_root=local_root)
+    _, state = fit_run(classifier_loop, {"loop": loop}, spec=run_spec, datasets={"train": dataset}, settings=settings,
+                       what="classifier training", epochs=config.epochs)
 
     # --- the spec: a "factory" classifier whose input mapping leaves [-1, 1] images unchanged ----
     model = build_classifier(config.arch, image_size=config.image_size, channels=channels)

@@ -25,12 +25,12 @@ from raygan.bundle import attach_encoder, load_bundle
 from raygan.config import EncoderConfig
 from raygan.explain.inversion import image_key, initial_latents
 from raygan.models.encoder import Encoder, build_encoder
-from raygan.train.checkpoint import latest_local_state, load_checkpoint_state
 from raygan.train.cluster import check_workers_fit, ensure_ray
 from raygan.train.dataset import training_dataset
 from raygan.train.encoder_loop import EncoderLoopConfig, encoder_loop, recipe
 from raygan.train.encoder_step import start_loss
-from raygan.train.gan_trainer import CHECKPOINT_DIR, absolute_uri, run_storage
+from raygan.train.gan_trainer import CHECKPOINT_DIR
+from raygan.train.run import RunSpec, absolute_uri, fit_run
 
 START_SAMPLES = 64  # training images on which E(x) and the from-scratch start are compared after training
 
@@ -85,9 +85,6 @@ def train_encoder(
     settings: storage.StorageSettings | None = None,
 ) -> EncoderTrainResult:
     """Train E on the training split of `data_uri` against the bundle's frozen G and C; save it in the bundle."""
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
     started = time.perf_counter()
     settings = settings or storage.StorageSettings.from_env()
     bundle_uri, data_uri = absolute_uri(bundle_uri), absolute_uri(data_uri)
@@ -103,30 +100,10 @@ def train_encoder(
         "bundle": bundle_uri, "data": data_uri, "encoder": dataclasses.asdict(config)}, settings=settings)
     loop = EncoderLoopConfig(bundle_uri=bundle_uri, encoder=config, settings=settings, local_checkpoints=local_root)
     dataset = training_dataset(data_uri, size=bundle.gan.image_size, channels=bundle.gan.channels, settings=settings)
-    trainer = TorchTrainer(
-        encoder_loop,
-        train_loop_config={"loop": loop},
-        scaling_config=ray.train.ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu),
-        run_config=ray.train.RunConfig(
-            name=name,
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
-            **run_storage(checkpoints, settings),
-        ),
-        datasets={"train": dataset},
-    )
-    result = trainer.fit()
-
-    # The final encoder -> the bundle. A relaunch with no epochs left reports nothing new; the
-    # latest stored checkpoint is still the final one.
-    if result.checkpoint is not None:
-        state = load_checkpoint_state(result.checkpoint)
-    elif local_root is not None:
-        state = latest_local_state(local_root, settings=settings)
-    else:
-        state = None
-    if state is None:
-        raise RuntimeError(f"encoder training under {checkpoints} produced no checkpoint (epochs = {config.epochs})")
+    spec = RunSpec(name=name, checkpoints=checkpoints, workers=config.workers, use_gpu=config.use_gpu,
+                   max_failures=config.max_failures, local_root=local_root)
+    _, state = fit_run(encoder_loop, {"loop": loop}, spec=spec, datasets={"train": dataset}, settings=settings,
+                       what="encoder training", epochs=config.epochs)
     encoder = build_encoder(bundle.gan, config)
     encoder.load_state_dict(state["encoder"])
     encoder.eval().requires_grad_(False)

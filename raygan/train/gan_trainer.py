@@ -10,7 +10,6 @@ resumes from the latest checkpoint under `<out>/checkpoints` and continues the e
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +24,10 @@ from raygan.models.frozen import load_classifier
 from raygan.models.generator import build_generator
 from raygan.quality import Quality, measure_quality
 from raygan.tracking import TrackingConfig
-from raygan.train.checkpoint import latest_local_state, load_checkpoint_state
 from raygan.train.cluster import check_workers_fit, ensure_ray
 from raygan.train.dataset import training_dataset
 from raygan.train.gan_loop import GanLoopConfig, gan_loop
+from raygan.train.run import RunSpec, absolute_uri, fit_run
 
 RUN_NAME = "gan"  # Ray Train run name under <out>/checkpoints; a relaunch with the same name resumes
 RUN_CONFIG_FILE = "train_config.json"
@@ -47,23 +46,6 @@ class TrainResult:
     seconds: float  # wall time of this launch
     target_class: str = ""  # the class the bundle explains (name, or output index as text)
     quality: Quality = Quality.unmeasured()  # the final generator's class consistency and Frechet distance
-
-
-def absolute_uri(uri: str) -> str:
-    """`uri` with a local path made absolute (Ray refuses relative storage paths)."""
-    uri = str(uri)
-    if storage.is_remote(uri):
-        return uri.rstrip("/")
-    return os.path.abspath(os.path.expanduser(uri.removeprefix("file://")))
-
-
-def run_storage(uri: str, settings: storage.StorageSettings | None) -> dict[str, Any]:
-    """`RunConfig` storage arguments for `uri`: an absolute path, or a path plus a pyarrow
-    filesystem carrying the S3 endpoint (Ray's own URI parsing ignores custom endpoints)."""
-    if not storage.is_remote(uri):
-        return {"storage_path": uri}
-    fs, path = storage.filesystem(uri, settings)
-    return {"storage_path": path, "storage_filesystem": fs}
 
 
 def train_gan(
@@ -88,9 +70,6 @@ def train_gan(
     `fail_once_at_epoch` is a fault-tolerance test hook: one worker raises once at that epoch.
     `probe_uri` is a test hook: every rank records its node, images and G's digest per epoch there.
     """
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
     started = time.perf_counter()
     settings = settings or storage.StorageSettings.from_env()
     out, classifier_uri, data_uri = absolute_uri(out), absolute_uri(classifier_uri), absolute_uri(data_uri)
@@ -121,30 +100,10 @@ def train_gan(
         probe_uri=probe_uri,
     )
     dataset = training_dataset(data_uri, size=gan.image_size, channels=gan.channels, settings=settings)
-    trainer = TorchTrainer(
-        gan_loop,
-        train_loop_config={"loop": loop},
-        scaling_config=ray.train.ScalingConfig(num_workers=train.workers, use_gpu=train.use_gpu),
-        run_config=ray.train.RunConfig(
-            name=RUN_NAME,
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            failure_config=ray.train.FailureConfig(max_failures=train.max_failures),
-            **run_storage(checkpoints, settings),
-        ),
-        datasets={"train": dataset},
-    )
-    result = trainer.fit()
-
-    # The final generator -> bundle. A relaunch that had no epochs left reports nothing new;
-    # the latest stored checkpoint is still the final one.
-    if result.checkpoint is not None:
-        state = load_checkpoint_state(result.checkpoint)
-    elif local_root is not None:
-        state = latest_local_state(local_root, settings=settings)
-    else:
-        state = None
-    if state is None:
-        raise RuntimeError(f"training under {checkpoints} produced no checkpoint (train.epochs = {train.epochs})")
+    spec = RunSpec(name=RUN_NAME, checkpoints=checkpoints, workers=train.workers, use_gpu=train.use_gpu,
+                   max_failures=train.max_failures, local_root=local_root)
+    result, state = fit_run(gan_loop, {"loop": loop}, spec=spec, datasets={"train": dataset}, settings=settings,
+                            what="training", epochs=train.epochs)
     generator = build_generator(gan)
     generator.load_state_dict(state["generator"])
     metrics = dict(result.metrics or state.get("metrics", {}))
@@ -167,4 +126,4 @@ def train_gan(
     )
 
 
-__all__ = ["TrainResult", "absolute_uri", "run_storage", "train_gan"]
+__all__ = ["CHECKPOINT_DIR", "TrainResult", "train_gan"]
