@@ -59,7 +59,12 @@ def restore_state(
     """The latest checkpointed state of this run, or None for a fresh start (call on every rank)."""
     import ray.train
 
-    checkpoint = ray.train.get_checkpoint()
+    return state_of(ray.train.get_checkpoint(), local_root=local_root, settings=settings)
+
+
+def state_of(checkpoint: Any, *, local_root: str | None = None, settings: storage.StorageSettings | None = None
+             ) -> dict[str, Any] | None:
+    """The state in a Ray Train checkpoint, else the newest under the local-mode root, else None."""
     if checkpoint is not None:
         return load_checkpoint_state(checkpoint)
     return latest_local_state(local_root, settings=settings) if local_root is not None else None
@@ -130,5 +135,5 @@ def report_epoch(
 
 __all__ = [
     "STATE_FILE", "latest_local_state", "load_checkpoint_state", "load_state_bytes", "report_epoch", "restore_state",
-    "save_state",
+    "save_state", "state_of",
 ]

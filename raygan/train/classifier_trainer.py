@@ -133,7 +133,7 @@ def train_classifier(
                                settings=settings)
     run_spec = RunSpec(name=RUN_NAME, checkpoints=checkpoints, workers=config.workers, use_gpu=config.use_gpu,
                        max_failures=2, keep=1, local_root=local_root)
-    _, state = fit_run(classifier_loop, {"loop": loop}, spec=run_spec, datasets={"train": dataset}, settings=settings,
+    _, state = fit_run(classifier_loop, loop, spec=run_spec, dataset=dataset, settings=settings,
                        what="classifier training", epochs=config.epochs)
 
     # --- the spec: a "factory" classifier whose input mapping leaves [-1, 1] images unchanged ----

@@ -102,7 +102,7 @@ def train_encoder(
     dataset = training_dataset(data_uri, size=bundle.gan.image_size, channels=bundle.gan.channels, settings=settings)
     spec = RunSpec(name=name, checkpoints=checkpoints, workers=config.workers, use_gpu=config.use_gpu,
                    max_failures=config.max_failures, local_root=local_root)
-    _, state = fit_run(encoder_loop, {"loop": loop}, spec=spec, datasets={"train": dataset}, settings=settings,
+    _, state = fit_run(encoder_loop, loop, spec=spec, dataset=dataset, settings=settings,
                        what="encoder training", epochs=config.epochs)
     encoder = build_encoder(bundle.gan, config)
     encoder.load_state_dict(state["encoder"])

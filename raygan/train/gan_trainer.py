@@ -102,7 +102,7 @@ def train_gan(
     dataset = training_dataset(data_uri, size=gan.image_size, channels=gan.channels, settings=settings)
     spec = RunSpec(name=RUN_NAME, checkpoints=checkpoints, workers=train.workers, use_gpu=train.use_gpu,
                    max_failures=train.max_failures, local_root=local_root)
-    result, state = fit_run(gan_loop, {"loop": loop}, spec=spec, datasets={"train": dataset}, settings=settings,
+    result, state = fit_run(gan_loop, loop, spec=spec, dataset=dataset, settings=settings,
                             what="training", epochs=train.epochs)
     generator = build_generator(gan)
     generator.load_state_dict(state["generator"])

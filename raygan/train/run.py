@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raygan import storage
-from raygan.train.checkpoint import latest_local_state, load_checkpoint_state
+from raygan.train.checkpoint import state_of
 
 
 def absolute_uri(uri: str) -> str:
@@ -48,10 +48,10 @@ class RunSpec:
     local_root: str | None = None  # where local mode (workers = 0) keeps its own checkpoints
 
 
-def fit_run(loop: Callable[[dict[str, Any]], None], loop_config: dict[str, Any], *, spec: RunSpec,
-            datasets: dict[str, Any], settings: storage.StorageSettings | None, what: str, epochs: int | None
-            ) -> tuple[Any, dict[str, Any]]:
-    """Run `loop` under Ray Train as `spec` says -> (the Ray Train result, the final checkpointed state).
+def fit_run(loop: Callable[[dict[str, Any]], None], loop_config: Any, *, spec: RunSpec, dataset: Any,
+            settings: storage.StorageSettings | None, what: str, epochs: int | None) -> tuple[Any, dict[str, Any]]:
+    """Run `loop` ({"loop": loop_config}, the training split `dataset` as "train") under Ray Train as `spec`
+    says -> (the Ray Train result, the final checkpointed state).
 
     Raises RuntimeError naming `what` and `epochs` when the run left no checkpoint at all.
     """
@@ -60,7 +60,7 @@ def fit_run(loop: Callable[[dict[str, Any]], None], loop_config: dict[str, Any],
 
     trainer = TorchTrainer(
         loop,
-        train_loop_config=loop_config,
+        train_loop_config={"loop": loop_config},
         scaling_config=ray.train.ScalingConfig(num_workers=spec.workers, use_gpu=spec.use_gpu),
         run_config=ray.train.RunConfig(
             name=spec.name,
@@ -68,15 +68,10 @@ def fit_run(loop: Callable[[dict[str, Any]], None], loop_config: dict[str, Any],
             failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
             **run_storage(spec.checkpoints, settings),
         ),
-        datasets=datasets,
+        datasets={"train": dataset},
     )
     result = trainer.fit()
-    if result.checkpoint is not None:
-        state = load_checkpoint_state(result.checkpoint)
-    elif spec.local_root is not None:
-        state = latest_local_state(spec.local_root, settings=settings)
-    else:
-        state = None
+    state = state_of(result.checkpoint, local_root=spec.local_root, settings=settings)
     if state is None:
         raise RuntimeError(f"{what} under {spec.checkpoints} produced no checkpoint (epochs = {epochs})")
     return result, state
