@@ -88,7 +88,7 @@ removed cue acts (tested per cue in tests/data/test_phantoms.py).
   never draws c, so cell results also record whether the reconstruction G(z1, z2) drew it;
 - verdict truth: "relies" at measured reliance >= 0.3, "does not" at <= 0.05, unscored in between;
   the rule, the same for every map: "relies" when the odds of the map's mean mass on the shortcut
-  are at least R times the odds of its area share (R fixed on development seed 0, frozen in
+  are at least R times the odds of its area share (R fixed on development seeds 0 and 10, frozen in
   `raygan.fidelity.verdict.RATIO`, then reported on seeds 1, 2, 3 and on the stamp);
 - intervals: 95% bootstrap, resampling seeds, then images within them; "beats" = the interval of
   the paired difference (raygan's audit map, the counterfactual swap map where a run has it, minus the

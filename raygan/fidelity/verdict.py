@@ -27,7 +27,10 @@ Verdict = Literal["relies", "does not", "unscored"]
 RELIES = 0.3  # measured reliance at or above this: the classifier relies on the cue
 IGNORES = 0.05  # at or below this: it does not
 RATIO_GRID = (1.5, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0)  # candidate odds-ratio thresholds
-RATIO = 2.0  # the frozen rule: chosen by `make fidelity-quick` on development seed 0 on 2026-12-02 (docs/fidelity-quick.md)
+# The frozen rule, chosen by `raygan fidelity --quick --seeds 0,10` on 2026-12-03 (docs/fidelity-quick.md). It was
+# 2.0, chosen on seed 0 alone; the 2026-12-02 report showed that rule wrong for the swap map in every lesion-only
+# cell, so development seed 10 was added and the ratio chosen again on both (docs/fidelity-notes.md says so).
+RATIO = 3.0
 
 
 def truth(reliance: float) -> Verdict:
