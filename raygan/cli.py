@@ -135,6 +135,21 @@ def _run_ingest(args: argparse.Namespace) -> int:
 # --- models and training ----------------------------------------------------------------------
 
 
+def _add_run_flags(p: argparse.ArgumentParser, *, batch: str = "images per step, per worker",
+                   seed: str = "seeds weights, latents and data order", checkpoints: bool = True,
+                   epochs: str = "total epochs (a resumed run continues up to this)") -> None:
+    """The flags every training command shares: epochs, workers, GPU, batch size, checkpoints, seed."""
+    p.add_argument("--epochs", type=int, default=None, help=epochs)
+    p.add_argument("--workers", type=int, default=None, help="Ray Train workers (0 = in-process local mode)")
+    p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
+                   help="one GPU per worker (default: the preset's)")
+    p.add_argument("--batch-size", type=int, default=None, help=batch)
+    if checkpoints:
+        p.add_argument("--checkpoint-every", type=int, default=None,
+                       help="epochs between checkpoints (the last always checkpoints)")
+    p.add_argument("--seed", type=int, default=None, help=seed)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from raygan.config import PRESETS
 
@@ -150,14 +165,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="small",
                    help="model and recipe: paper (the authors' 128 px nets, GPU), small (64 px, CPU demo), "
                    "tiny (tests)")
-    p.add_argument("--epochs", type=int, default=None, help="total epochs (a resumed run continues up to this)")
-    p.add_argument("--workers", type=int, default=None, help="Ray Train workers (0 = in-process local mode)")
-    p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
-                   help="one GPU per worker (default: the preset's)")
-    p.add_argument("--batch-size", type=int, default=None, help="images per step, per worker")
-    p.add_argument("--checkpoint-every", type=int, default=None,
-                   help="epochs between checkpoints (the last always checkpoints)")
-    p.add_argument("--seed", type=int, default=None, help="seeds weights, latents and data order")
+    _add_run_flags(p)
     p.add_argument("--image-size", type=int, default=None,
                    help="generator side in pixels (default: the preset's); the classifier gets its own size")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None,
@@ -221,15 +229,8 @@ def _add_train_encoder(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="input shards (prefix of .parquet files); the train split is used")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="encoder size and recipe (default: the preset whose generator the bundle has, else small)")
-    p.add_argument("--epochs", type=int, default=None, help="total epochs (a resumed run continues up to this)")
-    p.add_argument("--workers", type=int, default=None, help="Ray Train workers (0 = in-process local mode)")
-    p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
-                   help="one GPU per worker (default: the preset's)")
-    p.add_argument("--batch-size", type=int, default=None, help="real images per step, per worker")
+    _add_run_flags(p, batch="real images per step, per worker")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate of the encoder")
-    p.add_argument("--checkpoint-every", type=int, default=None,
-                   help="epochs between checkpoints (the last always checkpoints)")
-    p.add_argument("--seed", type=int, default=None, help="seeds weights, latents and data order")
     p.add_argument("--storage-path", default=None,
                    help="Ray Train storage for the checkpoints (default <bundle>/checkpoints; shared storage on "
                    "a cluster)")
@@ -294,14 +295,9 @@ def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
                    help="network: small_cnn, or vgg16_bn (the paper's VGG16, from scratch) (default: the preset's)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="small",
                    help="recipe defaults (image size, epochs, lr)")
-    p.add_argument("--epochs", type=int, default=None, help="total epochs")
-    p.add_argument("--workers", type=int, default=None, help="Ray Train workers (0 = in-process local mode)")
-    p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
-                   help="one GPU per worker (default: the preset's)")
-    p.add_argument("--batch-size", type=int, default=None, help="images per step, per worker")
+    _add_run_flags(p, seed="seeds weights and data order", checkpoints=False, epochs="total epochs")
     p.add_argument("--image-size", type=int, default=None, help="input side in pixels (default: the preset's)")
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate")
-    p.add_argument("--seed", type=int, default=None, help="seeds weights and data order")
     p.set_defaults(func=_run_train_classifier)
 
 
