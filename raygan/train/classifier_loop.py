@@ -19,8 +19,8 @@ from raygan.models.classifier import build_classifier
 from raygan.tracking import Tracker, TrackingConfig
 from raygan.train.checkpoint import report_epoch, restore_state
 from raygan.train.epoch import augment, classifier_epoch, epoch_seed
-from raygan.train.gan_loop import all_reduce_sum
 from raygan.train.step import bare
+from raygan.train.worker import all_reduce_sum, epoch_batches
 
 SHUFFLE_BUFFER = 512  # rows in Ray Data's local shuffle buffer
 
@@ -78,10 +78,8 @@ def classifier_loop(config: dict[str, Any]) -> None:
         torch.manual_seed(seed)
         rng.manual_seed(seed)
         started = time.perf_counter()
-        batches = shard.iter_torch_batches(
-            batch_size=cfg.batch_size, drop_last=True, device=device,
-            local_shuffle_buffer_size=SHUFFLE_BUFFER, local_shuffle_seed=seed,
-        )
+        batches = epoch_batches(shard, batch_size=cfg.batch_size, device=device, seed=seed,
+                                shuffle_buffer=SHUFFLE_BUFFER)
         # The per-batch update is the pure `classifier_epoch`, shared with the Ray-free study.
         totals = classifier_epoch(model, optimizer, ((b["image"], b["label"]) for b in batches), rng=rng)
 

@@ -20,8 +20,8 @@ from raygan.models.encoder import build_encoder
 from raygan.train.checkpoint import report_epoch, restore_state
 from raygan.train.encoder_step import EncoderModels, encoder_epoch, make_encoder_optimizer
 from raygan.train.epoch import epoch_seed
-from raygan.train.gan_loop import SHUFFLE_BUFFER, all_reduce_sum
 from raygan.train.step import bare
+from raygan.train.worker import all_reduce_sum, epoch_batches
 
 # EncoderConfig fields that change what is learned; the others (epochs, workers, ...) only how long or where.
 RECIPE_FIELDS = ("width", "max_width", "batch_size", "lr", "latent_weight", "image_weight", "real_weight", "seed")
@@ -89,10 +89,7 @@ def encoder_loop(config: dict[str, Any]) -> None:
         seed = epoch_seed(cfg.seed, rank=rank, epoch=epoch)
         rng.manual_seed(seed)  # labels and latents of the generated half
         started = time.perf_counter()
-        batches = shard.iter_torch_batches(
-            batch_size=cfg.batch_size, drop_last=True, device=device,
-            local_shuffle_buffer_size=SHUFFLE_BUFFER, local_shuffle_seed=seed,
-        )
+        batches = epoch_batches(shard, batch_size=cfg.batch_size, device=device, seed=seed)
         # The per-batch update is the pure `encoder_epoch`, which the GPU scripts run without Ray.
         done = encoder_epoch(models, optimizer, (b["image"] for b in batches), config=cfg,
                              inversion=bundle.inversion, positive_fraction=bundle.train.positive_fraction, rng=rng)

@@ -35,8 +35,10 @@ class GanEpoch:
 
 
 def epoch_seed(seed: int, *, rank: int, epoch: int) -> int:
-    """Per-rank, per-epoch seed: a resumed epoch draws the same latents, dropout and data order as
-    the original run did, without storing RNG states in the checkpoint."""
+    """Per-rank, per-epoch seed: a resumed epoch draws the same latents and dropout as the original
+    run did, without storing RNG states in the checkpoint. It also seeds Ray Data's local shuffle,
+    but that order is reproducible only for the same blocks arriving in the same order, which
+    streaming execution does not promise (tests/train/test_worker.py)."""
     return (seed * 1_000_003 + rank * 10_007 + epoch) % 2**63
 
 

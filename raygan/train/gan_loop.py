@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from raygan import console, storage
@@ -30,9 +29,9 @@ from raygan.train.checkpoint import report_epoch, restore_state
 from raygan.train.epoch import epoch_seed, gan_epoch
 from raygan.tracking import Tracker, TrackingConfig
 from raygan.train.step import GanModels, bare, compile_models, configure_models, make_optimizers
+from raygan.train.worker import all_reduce_sum, epoch_batches
 
 SAMPLE_COLUMNS = 8  # z1s per sample grid: a negative row (z2 = 0) above a positive row, same z1s
-SHUFFLE_BUFFER = 256  # rows in Ray Data's local shuffle buffer
 
 
 @dataclass(frozen=True)
@@ -81,13 +80,6 @@ def _rank_local_buffers() -> dict[str, bool]:
     if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
         return {"forward_sync_buffers": False}
     return {"broadcast_buffers": False}
-
-
-def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
-    """Sum over workers when running data-parallel (a no-op on one worker)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-    return values
 
 
 def gan_loop(config: dict[str, Any]) -> None:
@@ -152,10 +144,7 @@ def gan_loop(config: dict[str, Any]) -> None:
         torch.manual_seed(seed)  # D's dropout
         rng.manual_seed(seed)  # labels and latents
         started = time.perf_counter()
-        batches = shard.iter_torch_batches(
-            batch_size=train.batch_size, drop_last=True, device=device,
-            local_shuffle_buffer_size=SHUFFLE_BUFFER, local_shuffle_seed=seed,
-        )
+        batches = epoch_batches(shard, batch_size=train.batch_size, device=device, seed=seed)
         images_in = (b["image"] for b in batches)
         digests: list[str] = []  # the probe's record of this rank's images; stays empty without a probe
         if loop.probe_uri is not None:
@@ -255,5 +244,5 @@ def _maybe_fail(loop: GanLoopConfig, *, rank: int, world: int, epoch: int) -> No
     raise RuntimeError(f"injected failure at epoch {epoch} on rank {rank} (fail_once_at_epoch test hook)")
 
 
-__all__ = ["GanLoopConfig", "all_reduce_sum", "epoch_seed", "gan_loop", "image_digest", "parameters_digest",
+__all__ = ["GanLoopConfig", "epoch_seed", "gan_loop", "image_digest", "parameters_digest",
            "sample_grid_png", "write_probe"]
