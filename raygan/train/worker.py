@@ -1,8 +1,9 @@
 """What every Ray Train worker loop shares: its data shard's batches for one epoch, sums over workers.
 
 The GAN, classifier and encoder loops read their shard the same way (seeded local shuffle, whole
-batches only, straight onto the worker's device) and reduce their epoch totals the same way; a
-resumed epoch draws the same order as the original because the seed is `epoch_seed`'s.
+batches only, straight onto the worker's device) and reduce their epoch totals the same way. The
+shuffle is seeded by `epoch_seed`, but Ray Data repeats the order only when the same blocks arrive in
+the same order (tests/train/test_worker.py).
 """
 
 from __future__ import annotations
