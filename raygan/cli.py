@@ -685,19 +685,54 @@ def _run_serve(args: argparse.Namespace) -> int:
             node_ip_address="127.0.0.1" if args.host in ("127.0.0.1", "localhost") else None)
     require(cpus=config.num_cpus * config.min_replicas + 0.5, gpus=config.num_gpus * config.min_replicas,
             what="the service's replicas")
+    stop = _StopOnSignal()
     try:
         serve.start(http_options={"host": args.host, "port": args.port, "request_timeout_s": args.timeout + 30})
         serve.run(app, name="raygan", route_prefix="/", blocking=False)
-        auth = "bearer token required on /v1/*" if config.requires_token else "open (no token)"
-        print(f"raygan service: viewer http://{args.host}:{args.port}/ , API docs http://{args.host}:{args.port}/docs"
-              f"; {auth} (Ctrl-C stops it)", flush=True)
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        print("stopping the service", file=sys.stderr)
+        if not stop.requested:
+            auth = "bearer token required on /v1/*" if config.requires_token else "open (no token)"
+            print(f"raygan service: viewer http://{args.host}:{args.port}/ , API docs "
+                  f"http://{args.host}:{args.port}/docs; {auth} (Ctrl-C stops it)", flush=True)
+        while not stop.requested:  # a flag, not an Event: a signal handler must not take a lock
+            time.sleep(0.5)
+        print("stopping the service", file=sys.stderr, flush=True)
     finally:
         serve.shutdown()
+        stop.restore()
     return 0
+
+
+class _StopOnSignal:
+    """Ctrl-C (SIGINT) or SIGTERM asks the service to stop: the first sets `requested` (never an exception raised
+    inside Ray's start-up or shutdown calls, where one can be lost); a second one interrupts for real.
+    SIGUSR1 writes every thread's stack to stderr (for a service that seems stuck)."""
+
+    def __init__(self) -> None:
+        import faulthandler
+        import signal
+
+        self.requested = False
+        stops = (signal.SIGINT, signal.SIGTERM)
+        # Installed after Ray connected, and unblocked: a parent that started us with them blocked (Ray's own
+        # worker processes do) would otherwise leave a service that ignores Ctrl-C.
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in stops}
+        self._blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, stops) & set(stops)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        import faulthandler
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        if self._blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, self._blocked)
+        faulthandler.unregister(signal.SIGUSR1)
 
 
 # --- the demo ---------------------------------------------------------------------------------

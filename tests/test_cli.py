@@ -39,3 +39,35 @@ def test_bad_threads_is_one_line(tmp_path, capsys, threads: str) -> None:
                  threads]) == 1
     err = capsys.readouterr().err
     assert "--threads must be >= 1" in err and "Traceback" not in err
+
+
+STOP_SCRIPT = """
+import os, signal, sys, time
+from raygan.cli import _StopOnSignal
+
+stop = _StopOnSignal()
+assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C only asks
+deadline = time.monotonic() + 10
+while not stop.requested and time.monotonic() < deadline:
+    time.sleep(0.05)
+print("requested", stop.requested, flush=True)
+try:
+    os.kill(os.getpid(), signal.SIGINT)  # the second one interrupts
+    time.sleep(10)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+stop.restore()
+print("blocked again", signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []), flush=True)
+"""
+
+
+def test_the_service_stops_on_ctrl_c_even_when_started_with_sigint_blocked() -> None:
+    # Ray starts its worker processes with SIGINT blocked, and the mask is inherited: a service started from
+    # one must still stop on Ctrl-C (one request, then a second to interrupt), and give the mask back after.
+    import signal
+
+    shown = subprocess.run([sys.executable, "-c", STOP_SCRIPT], capture_output=True, text=True, timeout=60,
+                           preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}))
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert shown.stdout.split("\n")[:3] == ["requested True", "interrupted", "blocked again True"], shown.stdout

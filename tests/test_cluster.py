@@ -187,7 +187,9 @@ def test_serve_on_the_cluster_keeps_its_token_secret(head: Head, inputs: dict[st
     proc = subprocess.Popen([*RAYGAN, "serve", "--bundle", inputs["bundle"], "--host", "127.0.0.1", "--port", str(port),
                              "--token-file", str(token_file), "--cpus", "0.5"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            # as a Ray worker process starts it (SIGINT blocked): Ctrl-C must still stop it
+                            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}))
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 480
@@ -243,6 +245,8 @@ def test_serve_on_the_cluster_keeps_its_token_secret(head: Head, inputs: dict[st
         try:
             output, _ = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # every thread's stack into the output, to see where it hangs
+            time.sleep(3)
             proc.kill()
             output = proc.communicate(timeout=30)[0] + "\n(the service did not stop within 120 s of Ctrl-C)"
         # Whatever failed above, the next test gets the head without a Serve app holding its CPUs (a CI run of

@@ -180,6 +180,8 @@ def test_wheel_runs_outside_the_checkout(envs: dict[str, Path], snippet_dir: Pat
             try:
                 proc.wait(timeout=120)
             except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGUSR1)  # every thread's stack into the log, to see where it hangs
+                time.sleep(3)
                 os.killpg(proc.pid, signal.SIGKILL)  # our own process group only (start_new_session)
                 proc.wait(timeout=30)
     output = log.read_text()
