@@ -6,7 +6,8 @@ from typing import Any
 
 LABEL = {"raygan": "raygan difference map", "raygan_path": "raygan traversal attribution",
          "raygan_swap": "raygan counterfactual swap", "gradcam": "Grad-CAM",
-         "ig": "Integrated Gradients"}
+         "ig": "Integrated Gradients", "raygan_no_cf": "raygan difference map, counterfactual term off",
+         "raygan_swap_no_cf": "raygan counterfactual swap, counterfactual term off"}
 
 
 def _f(value: Any, digits: int = 3) -> str:
@@ -37,8 +38,8 @@ def _pooled(document: dict[str, Any]) -> list[str]:
             f"| {r['world']} | {r['shortcut_kind']} | {LABEL[r['method']]} | {_f(r['reliance_shortcut'], 2)} / "
             f"{_f(r['reliance_lesions'], 2)} | {_ci(r, 'shortcut_mass')} | {_f(r['shortcut_chance'], 4)} | "
             f"{_ci(r, 'mass_over_chance', 1)} | {_ci(r, 'lesion_auprc')} | {_f(r['lesion_chance'], 3)} | "
-            f"{_f(r['twin_agreement'], 2)} | {_ci(r, 'cf_removes_shortcut', 2) if r['method'] == 'raygan' else '-'} | "
-            f"{sum(right)} of {len(right)} |")
+            f"{_f(r['twin_agreement'], 2)} | {'-' if r.get('cf_removes_shortcut') is None else _ci(r, 'cf_removes_shortcut', 2)}"
+            f" | {sum(right)} of {len(right)} |")
     return lines
 
 

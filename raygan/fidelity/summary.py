@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from raygan.fidelity.cell import METHODS, PRIMARY, CellResult
+from raygan.fidelity.cell import ABLATIONS, METHODS, PRIMARY, CellResult
 from raygan.fidelity.verdict import truth, verdict
 from raygan.metrics.bootstrap import bootstrap
 
@@ -50,7 +50,7 @@ def cell_rows(cell: CellResult, *, ratio: float) -> list[dict[str, Any]]:
     """One row per method of one cell (raygan's counterfactual columns on its row only)."""
     rows = []
     c = cell.config
-    for method in (m for m in METHODS if m in cell.per_image):  # cells of earlier runs lack the newer maps
+    for method in (m for m in METHODS + ABLATIONS if m in cell.per_image):  # earlier runs lack the newer maps
         v = cell.per_image[method]
         mass, chance = _mean(v["shortcut_mass"]), _mean(v["shortcut_chance"])
         ci = {m: bootstrap([v[m]]).as_list() for m in METRICS if m in v}
@@ -80,7 +80,7 @@ def pooled_rows(cells: Sequence[CellResult], *, ratio: float) -> list[dict[str, 
     keys = sorted({(c.config.world, c.config.shortcut_kind) for c in cells})
     for world, kind in keys:
         group = [c for c in cells if (c.config.world, c.config.shortcut_kind) == (world, kind)]
-        for method in (m for m in METHODS if all(m in c.per_image for c in group)):
+        for method in (m for m in METHODS + ABLATIONS if all(m in c.per_image for c in group)):
             def interval(metric: str, chance: str | None = None) -> Any:
                 return bootstrap(_groups(group, method, metric),
                                  chance=_groups(group, method, chance) if chance else None)

@@ -12,6 +12,7 @@ from raygan.config import preset
 from raygan.data.phantoms import world_config
 from raygan.fidelity.cell import CellConfig, map_scores, run_cell
 from raygan.fidelity.phantom_set import render_split, stratified
+from raygan.fidelity.summary import cell_rows
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,13 @@ def test_tiny_cell_end_to_end() -> None:
     method = dataclasses.replace(tiny, inversion=dataclasses.replace(tiny.inversion, counterfactual_weight=0.5))
     result = run_cell(config, preset=method, log=lambda _: None)
     assert result.sizes["explained"] == 8 and result.sizes["explained_with_shortcut"] == 4
-    assert set(result.per_image) == {"raygan", "raygan_path", "raygan_swap", "gradcam", "ig", "raygan_no_cf"}
+    assert set(result.per_image) == {"raygan", "raygan_path", "raygan_swap", "gradcam", "ig", "raygan_no_cf",
+                                      "raygan_swap_no_cf"}
+    # The ablation's rows stand beside the maps they ablate, with the removal by the same (term-off) counterfactuals.
+    assert set(r["method"] for r in cell_rows(result, ratio=3.0)) == set(result.per_image)
+    removal = {m: torch.tensor(result.per_image[m]["cf_removes_shortcut"]) for m in ("raygan_no_cf", "raygan_swap_no_cf")}
+    assert torch.equal(removal["raygan_no_cf"].isnan(), removal["raygan_swap_no_cf"].isnan())
+    assert torch.equal(removal["raygan_no_cf"].nan_to_num(-1), removal["raygan_swap_no_cf"].nan_to_num(-1))
     for method, values in result.per_image.items():
         assert all(len(v) == 8 for v in values.values()), method
         masses = [m for m in values["shortcut_mass"] if not math.isnan(m)]
