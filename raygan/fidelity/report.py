@@ -34,12 +34,12 @@ def _pooled(document: dict[str, Any]) -> list[str]:
                   "counterfactual removes shortcut", "verdicts right")
     for r in document["pooled"]:
         right = [v == t for v, t in zip(r["verdict"], r["truth"]) if t != "unscored"]
+        removal = "-" if r.get("cf_removes_shortcut") is None else _ci(r, "cf_removes_shortcut", 2)
         lines.append(
             f"| {r['world']} | {r['shortcut_kind']} | {LABEL[r['method']]} | {_f(r['reliance_shortcut'], 2)} / "
             f"{_f(r['reliance_lesions'], 2)} | {_ci(r, 'shortcut_mass')} | {_f(r['shortcut_chance'], 4)} | "
             f"{_ci(r, 'mass_over_chance', 1)} | {_ci(r, 'lesion_auprc')} | {_f(r['lesion_chance'], 3)} | "
-            f"{_f(r['twin_agreement'], 2)} | {'-' if r.get('cf_removes_shortcut') is None else _ci(r, 'cf_removes_shortcut', 2)}"
-            f" | {sum(right)} of {len(right)} |")
+            f"{_f(r['twin_agreement'], 2)} | {removal} | {sum(right)} of {len(right)} |")
     return lines
 
 

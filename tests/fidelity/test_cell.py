@@ -64,7 +64,8 @@ def test_tiny_cell_end_to_end() -> None:
                                       "raygan_swap_no_cf"}
     # The ablation's rows stand beside the maps they ablate, with the removal by the same (term-off) counterfactuals.
     assert set(r["method"] for r in cell_rows(result, ratio=3.0)) == set(result.per_image)
-    removal = {m: torch.tensor(result.per_image[m]["cf_removes_shortcut"]) for m in ("raygan_no_cf", "raygan_swap_no_cf")}
+    removal = {m: torch.tensor(result.per_image[m]["cf_removes_shortcut"])
+               for m in ("raygan_no_cf", "raygan_swap_no_cf")}
     assert torch.equal(removal["raygan_no_cf"].isnan(), removal["raygan_swap_no_cf"].isnan())
     assert torch.equal(removal["raygan_no_cf"].nan_to_num(-1), removal["raygan_swap_no_cf"].nan_to_num(-1))
     for method, values in result.per_image.items():
