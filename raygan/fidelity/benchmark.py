@@ -116,8 +116,10 @@ def run_cells(config: BenchmarkConfig, *, log: Log = print) -> tuple[list[CellRe
 def _machine() -> str:
     import torch
 
-    return (f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"one torch thread per cell")
+    # The kernels torch dispatches to (AVX2, AVX512, ...) set floating-point rounding, which training amplifies: two
+    # runs of the same seeds are comparable bit for bit only on the same capability (docs/fidelity-notes.md).
+    return (f"{platform.machine()} CPU ({torch.backends.cpu.get_cpu_capability()} kernels), {os.cpu_count()} cores, "
+            f"torch {torch.__version__}, one torch thread per cell")
 
 
 def summarise(results: Sequence[CellResult], config: BenchmarkConfig, *, ratio: float, seconds: float
