@@ -8,6 +8,7 @@ dataclasses out; the results file and the PNG artifacts are written by `raygan.e
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from raygan.explain.attribution import (
     MAP_NAMES, PATH_MAP, SWAP_MAP, difference_map, gradcam, integrated_gradients, path_attribution, swap_attribution,
     unavailable_maps,
 )
-from raygan.explain.inversion import eval_mode, invert
+from raygan.explain.inversion import Abandoned, eval_mode, invert
 from raygan.explain.traversal import traverse
 from raygan.metrics.reconstruction import per_image_mse, per_image_ssim
 from raygan.models.frozen import FrozenClassifier
@@ -129,8 +130,12 @@ class Explainer:
         """Channels of the generator's images."""
         return int(self.generator.config.channels)  # type: ignore[attr-defined]
 
-    def explain(self, images: torch.Tensor, *, image_ids: list[str]) -> list[Explanation]:
-        """One Explanation per image of `images` ([N, C, S, S] in [-1, 1] at the generator's size)."""
+    def explain(self, images: torch.Tensor, *, image_ids: list[str],
+                should_stop: Callable[[], bool] | None = None) -> list[Explanation]:
+        """One Explanation per image of `images` ([N, C, S, S] in [-1, 1] at the generator's size).
+
+        `should_stop()`, asked before every inversion step and before the maps, True -> `Abandoned` is raised
+        (the service asks it when every request of a batch has given up)."""
         assert images.ndim == 4 and tuple(images.shape[1:]) == (self.channels, self.image_size, self.image_size), (
             images.shape, self.channels, self.image_size)  # [N, C, S, S]
         if len(image_ids) != images.shape[0]:
@@ -139,7 +144,7 @@ class Explainer:
             return []
         g, c = self.generator, self.classifier
         x = images.to(self.device, torch.float32)
-        inv = invert(g, c, x, config=self.inversion, keys=image_ids, encoder=self.encoder)
+        inv = invert(g, c, x, config=self.inversion, keys=image_ids, encoder=self.encoder, should_stop=should_stop)
         with torch.no_grad(), eval_mode(g, c):
             p_input = c.p_positive(x)
             recon = g(inv.z1, inv.z2)  # [N, C, S, S]
@@ -159,6 +164,8 @@ class Explainer:
                 ends = g(inv.z1, trav.direction.to(self.device, inv.z2.dtype))
             walked_end = torch.where(fallback[:, None, None, None], ends, recon)
         maps = {"diff": difference_map(walked_end, counterfactual)}
+        if self.attributions and should_stop is not None and should_stop():
+            raise Abandoned("stopped before the attribution maps: nobody waits for the result")
         if self.attributions:
             if "gradcam" not in self.maps_skipped:
                 maps["gradcam"] = gradcam(c, x)

@@ -48,6 +48,10 @@ from raygan.models.frozen import FrozenClassifier
 LossCallback = Callable[[int, torch.Tensor], None]
 
 
+class Abandoned(RuntimeError):
+    """Raised by `invert` (and `Explainer.explain`) when `should_stop()` says nobody waits for the result any more."""
+
+
 @dataclass(frozen=True)
 class Inversion:
     """The latents found for N images, and how the optimisation went."""
@@ -179,6 +183,7 @@ def invert(
     callback: LossCallback | None = None,
     callback_every: int = 50,
     encoder: nn.Module | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Inversion:
     """Eq. 2 by Adam on (z1, z2) for each image of `images` ([N, C, S, S] in [-1, 1]).
 
@@ -187,7 +192,8 @@ def invert(
     `config.encoder_steps` steps, one start per image; None: `config.steps` from the seeded start.
     `callback(step, loss [N])` is called every `callback_every` steps with each image's current
     loss (best over restarts; on the CPU), e.g. to report to Ray Tune. G, C and `images` must be
-    on the same device; G and C run in eval mode and are not updated.
+    on the same device; G and C run in eval mode and are not updated. `should_stop()`, asked before
+    every step, True -> raise `Abandoned` (a service whose callers all gave up stops the work).
     """
     assert images.ndim == 4, images.shape  # [N, C, S, S]
     n = images.shape[0]
@@ -230,6 +236,8 @@ def invert(
         active = torch.arange(m, device=device)
         t_run = 0
         for t in range(budget):
+            if should_stop is not None and should_stop():
+                raise Abandoned(f"stopped after {t} of {budget} steps: nobody waits for the result")
             for group in optimiser.param_groups:
                 group["lr"] = _learning_rate(config, t, budget)
             optimiser.zero_grad(set_to_none=True)
@@ -276,6 +284,6 @@ def invert(
 
 
 __all__ = [
-    "Inversion", "LossCallback", "autocast", "eval_mode", "image_key", "initial_latents", "invert",
+    "Abandoned", "Inversion", "LossCallback", "autocast", "eval_mode", "image_key", "initial_latents", "invert",
     "log_p_and_log_not_p", "per_image_loss", "start_seed", "target_view",
 ]

@@ -47,6 +47,7 @@ class ExplainerModel:
         self._batched.set_max_batch_size(config.max_batch_size)
         self._batched.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
         self.histogram: Counter[int] = Counter()
+        self.abandoned = 0  # batches stopped because every request in them had given up
         self._size_metric = metrics.Histogram(
             "raygan_explain_batch_size", description="images inverted together per Explainer call",
             boundaries=BATCH_BOUNDARIES,
@@ -82,40 +83,64 @@ class ExplainerModel:
             "batches": sum(self.histogram.values()),
             "requests": sum(n * c for n, c in self.histogram.items()),
             "max_seen": max(self.histogram, default=0),
+            "abandoned": self.abandoned,
             "histogram": {str(n): c for n, c in sorted(self.histogram.items())},
         }
 
     async def explain(self, image: Any, image_id: str) -> tuple[Any, int]:
-        """(Explanation, size of the batch it ran in) for one image [C, S, S]."""
-        result, size = await self._batched(image, image_id)
+        """(Explanation, size of the batch it ran in) for one image [C, S, S].
+
+        A caller that gives up (the ingress's 504 cancels this request, and so does a client that hangs up)
+        marks its request abandoned; a batch whose requests are all abandoned stops at its next inversion step
+        instead of computing for nobody (Ray Serve does not cancel a batch once it runs)."""
+        import threading
+
+        abandoned = threading.Event()
+        try:
+            result, size = await self._batched(image, image_id, abandoned)
+        except asyncio.CancelledError:
+            abandoned.set()
+            raise
         if isinstance(result, Exception):
             raise result
         return result, size
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.1)  # placeholders: __init__ sets the configured values
-    async def _batched(self, images: list[Any], image_ids: list[str]) -> list[tuple[Any, int]]:
+    async def _batched(self, images: list[Any], image_ids: list[str], abandoned: list[Any]) -> list[tuple[Any, int]]:
         size = len(images)
         self.histogram[size] += 1
         self._size_metric.observe(size)
         # In a thread, so the event loop keeps queueing the next batch while this one computes.
-        results = await asyncio.to_thread(self._explain_all, images, image_ids)
+        results = await asyncio.to_thread(self._explain_all, images, image_ids, abandoned)
         self._images_metric.inc(size)
         return [(r, size) for r in results]
 
-    def _explain_all(self, images: list[Any], image_ids: list[str]) -> list[Any]:
+    def _explain_all(self, images: list[Any], image_ids: list[str], abandoned: list[Any]) -> list[Any]:
         import torch
 
+        from raygan.explain.inversion import Abandoned
+
+        def nobody_waits() -> bool:
+            return all(flag.is_set() for flag in abandoned)
+
         try:
-            return list(self.explainer.explain(torch.stack(images), image_ids=image_ids))  # [N, C, S, S]
+            return list(self.explainer.explain(torch.stack(images), image_ids=image_ids,  # [N, C, S, S]
+                                               should_stop=nobody_waits))
+        except Abandoned as e:
+            self.abandoned += 1
+            log.info("a batch of %d stopped: %s", len(images), e)
+            return [e] * len(images)
         except Exception:
             if len(images) == 1:
                 raise
             # One bad image must not fail its batch-mates: retry one by one, keeping each error.
             log.exception("a batch of %d failed; explaining its images one by one", len(images))
         out: list[Any] = []
-        for image, image_id in zip(images, image_ids, strict=True):
+        for image, image_id, flag in zip(images, image_ids, abandoned, strict=True):
             try:
-                out.extend(self.explainer.explain(image[None], image_ids=[image_id]))
+                out.extend(self.explainer.explain(image[None], image_ids=[image_id], should_stop=flag.is_set))
+            except Abandoned as e:
+                out.append(e)
             except Exception as e:  # handed to that request's caller, which answers 500 with it
                 log.exception("explaining %s failed", image_id)
                 out.append(e)

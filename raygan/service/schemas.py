@@ -142,6 +142,8 @@ class BatchingStats(BaseModel):
     batches: int
     requests: int
     max_seen: int
+    abandoned: int = Field(..., description="batches stopped early because every request in them had given up "
+                                            "(a 504, or a client that hung up)")
     histogram: dict[str, int] = Field(..., description="batch size -> number of batches")
 
 

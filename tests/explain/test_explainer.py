@@ -67,6 +67,18 @@ def test_a_perfect_reconstruction_scores_ssim_one(explainer, tiny_generator):
     assert out.recon_mse == pytest.approx(0.0, abs=1e-10) and out.recon_ssim == pytest.approx(1.0, abs=1e-5)
 
 
+def test_an_abandoned_explanation_stops_before_its_maps(tiny_generator, tiny_classifier, images):
+    from raygan.explain.inversion import Abandoned
+
+    steps = 4  # no early stopping: the inversion asks before each of its 4 steps, the maps once after them
+    explainer = Explainer(tiny_generator, tiny_classifier, device="cpu", traversal=TINY.traversal,
+                          inversion=dataclasses.replace(TINY.inversion, steps=steps, early_stop_tol=0.0))
+    asked: list[int] = []
+    with pytest.raises(Abandoned, match="before the attribution maps"):
+        explainer.explain(images[:2], image_ids=["a", "b"], should_stop=lambda: asked.append(1) or len(asked) > steps)
+    assert len(asked) == steps + 1
+
+
 def test_wrong_size_is_refused(explainer):
     with pytest.raises(AssertionError):
         explainer.explain(torch.zeros(1, 1, 64, 64), image_ids=["big"])

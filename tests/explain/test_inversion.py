@@ -10,7 +10,7 @@ import torch
 from explain_helpers import SIZE
 
 from raygan.config import AUTHORS_INVERSION, GanConfig, InversionConfig, preset
-from raygan.explain.inversion import _learning_rate, image_key, initial_latents, invert, per_image_loss
+from raygan.explain.inversion import Abandoned, _learning_rate, image_key, initial_latents, invert, per_image_loss
 
 TINY = preset("tiny").inversion
 KEYS = ["a", "b", "c", "d", "e"]
@@ -108,6 +108,18 @@ def test_callback_gets_per_image_loss(tiny_generator, tiny_classifier, images):
            callback=lambda step, loss: calls.append((step, loss)), callback_every=2)
     assert [s for s, _ in calls] == [2, 4, 6]
     assert all(loss.shape == (5,) and torch.isfinite(loss).all() for _, loss in calls)
+
+
+def test_should_stop_ends_the_inversion_before_the_next_step(tiny_generator, tiny_classifier, images):
+    asked, steps = [], []
+    with pytest.raises(Abandoned, match="after 3 of 50 steps"):
+        invert(tiny_generator, tiny_classifier, images, config=dataclasses.replace(TINY, steps=50), keys=KEYS,
+               should_stop=lambda: asked.append(1) or len(asked) > 3,
+               callback=lambda step, loss: steps.append(step), callback_every=1)
+    assert steps == [1, 2, 3]  # three steps ran, the fourth was never taken
+    done = invert(tiny_generator, tiny_classifier, images, config=dataclasses.replace(TINY, steps=4), keys=KEYS,
+                  should_stop=lambda: False)
+    assert done.loss_curve.shape == (5, 4)  # a caller that still waits gets the whole inversion
 
 
 def test_cosine_schedule():

@@ -350,6 +350,14 @@ def test_slow_explanations_answer_504_and_overload_503(service: Service) -> None
         for _, _, body in results:  # 5xx: a generic message and the request id the log files it under
             assert_clean(body)
             assert body["request_id"] and body["request_id"] in body["detail"]
+        # The timed-out inversion (20,000 steps) does not go on computing for nobody: its batch stops.
+        deadline, batching = time.monotonic() + 30, {}
+        while time.monotonic() < deadline:
+            batching = requests.get(service.url + "/slow/v1/model", headers=headers, timeout=30).json()["batching"]
+            if batching["abandoned"] >= 1:
+                break
+            time.sleep(0.5)
+        assert batching["abandoned"] >= 1, batching
     finally:
         serve.delete("slow")
     assert requests.get(service.url + "/v1/health", timeout=30).status_code == 200
