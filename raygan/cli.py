@@ -626,6 +626,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--insecure", action="store_true",
                    help="allow a non-loopback --host without a token (anyone who reaches the port can use the service)")
     p.add_argument("--pictures-prefix", default=None, help="store pictures here and answer URIs instead of base64")
+    p.add_argument("--jobs-uri", default=None, metavar="URI",
+                   help="keep shard-job records here (folder or s3://): a restarted service still answers for its "
+                   "jobs and resumes those it had not finished (default: in memory, lost with the service)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before an explanation answers 504")
     p.set_defaults(func=_run_serve)
 
@@ -668,7 +671,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         "bundle_uri": args.bundle, "allowed_prefixes": args.allowed_prefix, "num_gpus": args.gpus,
         "num_cpus": args.cpus, "max_replicas": args.replicas, "max_batch_size": args.max_batch_size,
         "token_env": token_env, "token_file": token_file,
-        "pictures_prefix": args.pictures_prefix, "request_timeout_s": args.timeout,
+        "pictures_prefix": args.pictures_prefix, "request_timeout_s": args.timeout, "jobs_uri": args.jobs_uri,
     }
     config = ServiceConfig.from_args(settings)
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,11 +169,20 @@ def read_bytes(uri: str, settings: StorageSettings | None = None) -> bytes:
 
 
 def write_bytes(uri: str, data: bytes, settings: StorageSettings | None = None) -> None:
-    """Write (replace) one file; local parent directories are created."""
+    """Write (replace) one file; local parent directories are created.
+
+    Locally the bytes go to a temporary file beside it that then replaces it, so a reader sees the old
+    file or the new one, never half of one (as with an S3 PUT)."""
     local = _local(uri)
     if local is not None:
-        Path(local).parent.mkdir(parents=True, exist_ok=True)
-        Path(local).write_bytes(data)
+        target = Path(local)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            temp.write_bytes(data)
+            os.replace(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
         return
     fs, path = filesystem(uri, settings)
     with fs.open_output_stream(path) as f:
@@ -188,13 +198,19 @@ def exists(uri: str, settings: StorageSettings | None = None) -> bool:
     return fs.get_file_info(path).type != _pafs().FileType.NotFound
 
 
+def _is_temp(name: str) -> bool:
+    """A `write_bytes` temporary file (gone in a moment, never a result)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
 def _list_local(path: str) -> list[str]:
     """Every file under a local directory (recursive, sorted), or [path] for a file, [] if absent."""
     if os.path.isfile(path):
         return [path]
     found = []
     for root, _dirs, names in os.walk(path, followlinks=True):
-        found += [os.path.join(root, n) for n in names if os.path.isfile(os.path.join(root, n))]
+        found += [os.path.join(root, n) for n in names
+                  if os.path.isfile(os.path.join(root, n)) and not _is_temp(n)]
     return sorted(found)
 
 

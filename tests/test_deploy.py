@@ -33,8 +33,9 @@ MANIFESTS = {"RayJob": DEPLOY / "rayjob-train.yaml", "RayService": DEPLOY / "ray
 CRD_FILES = {"RayJob": "ray.io_rayjobs.yaml", "RayService": "ray.io_rayservices.yaml"}
 # Where the RayService's application may differ from serve/config.yaml's, and why: the bundle on
 # object storage, the token's variable named (the Secret sets it on every Ray container), and one GPU
-# per Explainer replica because the service's worker group is a GPU node.
-DECLARED_DIFFERENCES = {"bundle_uri", "token_env", "num_gpus"}
+# per Explainer replica because the service's worker group is a GPU node, and the shard-job records on
+# object storage, where a restarted pod finds them.
+DECLARED_DIFFERENCES = {"bundle_uri", "token_env", "num_gpus", "jobs_uri"}
 TOKEN_VARIABLE = "RAYGAN_SERVE_TOKEN"
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: the CRDs are 1-1.4 MB each
 

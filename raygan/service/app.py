@@ -159,7 +159,8 @@ class ShardJobs:
         self.config = config
         self._explainer: Any = None
         self._lock = threading.Lock()
-        self.runner = JobRunner(self._work, concurrency=config.job_concurrency)
+        self.runner = JobRunner(self._work, concurrency=config.job_concurrency, records_uri=config.jobs_uri,
+                                settings=config.storage)
 
     def _explainer_once(self) -> Any:
         # Built on the first job, so a service that never runs one never loads a second copy.
@@ -177,7 +178,8 @@ class ShardJobs:
         from raygan.explain.results import explain_shards
 
         return explain_shards(input_uri, output_uri, explainer=self._explainer_once(),
-                              batch_size=self.config.job_batch_size, settings=self.config.storage, progress=False)
+                              batch_size=self.config.job_batch_size, rows_per_file=self.config.job_rows_per_file,
+                              settings=self.config.storage, progress=False)
 
     def submit(self, input_uri: str, output_uri: str) -> dict[str, Any]:
         """Accept a job; returns its record."""

@@ -46,7 +46,11 @@ class ServiceConfig:
     pictures_prefix: str | None = None  # when set, pictures are written here and returned as URIs (not inline)
     job_concurrency: int = 1  # shard jobs running at once; later ones wait in state "queued"
     job_batch_size: int = 16  # images per Explainer call inside a shard job
+    job_rows_per_file: int = 1024  # a shard job writes its results to a new Parquet file every this many rows
+    #                                (what a restart of the service keeps of a job it interrupts)
     job_num_gpus: float = 0.0  # GPUs of the shard-job runner replica
+    jobs_uri: str | None = None  # shard-job records kept here (folder or s3://), so a restarted service knows and
+    #                               resumes its jobs; None: in the runner replica's memory only (lost with it)
     attributions: bool = True  # compute Grad-CAM and Integrated Gradients beside the difference map
     storage_endpoint_url: str | None = None  # S3 endpoint for the replicas (None: their environment decides)
     storage_region: str | None = None  # S3 region for the replicas
@@ -62,6 +66,7 @@ class ServiceConfig:
             "max_replicas": self.max_replicas, "target_ongoing_requests": self.target_ongoing_requests,
             "max_queued_requests": self.max_queued_requests, "ingress_replicas": self.ingress_replicas,
             "job_concurrency": self.job_concurrency, "job_batch_size": self.job_batch_size,
+            "job_rows_per_file": self.job_rows_per_file,
         }
         bad = [f"{k}={v!r}" for k, v in positive.items() if not v > 0]
         if bad:

@@ -121,6 +121,7 @@ class JobStatus(BaseModel):
     results_uri: str | None = Field(None, description="<output>/results once the job is done")
     artifacts_uri: str | None = Field(None, description="<output>/artifacts once the job is done")
     message: str | None = Field(None, description="why the job failed")
+    resumed: int = Field(0, description="times a restarted service took the job back and ran it again")
     submitted: float = Field(..., description="Unix time")
     started: float | None = None
     finished: float | None = None

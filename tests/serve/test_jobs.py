@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -73,4 +74,50 @@ def test_old_finished_jobs_are_forgotten_first() -> None:
         ids.append(runner.submit("/in", f"/o{k}").job_id)
         wait(runner, ids[-1], ("done",))
     assert runner.get(ids[0]) is None and runner.get(ids[-1]) is not None
+    runner.shutdown()
+
+
+def test_stored_records_answer_after_a_restart_and_unfinished_jobs_resume(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="raygan.service.jobs")
+    records = str(tmp_path / "jobs")
+    gate, calls = threading.Event(), []
+
+    def stuck(inp: str, out: str) -> FakeSummary:  # the first service dies while this job runs
+        gate.wait(10)
+        raise RuntimeError("the first runner was stopped")
+
+    first = JobRunner(stuck, records_uri=records)
+    done_before = JobRunner(lambda i, o: FakeSummary(2, 2, 0, 0, f"{o}/results"), records_uri=records)
+    finished = done_before.submit("/in", "/finished")
+    wait(done_before, finished.job_id, ("done",))
+    done_before.shutdown()
+    running = first.submit("/in", "/out")
+    queued = first.submit("/in", "/out2")  # concurrency 1: still waiting when the service goes
+    wait(first, running.job_id, ("running",))
+
+    def work(inp: str, out: str) -> FakeSummary:
+        calls.append(out)
+        return FakeSummary(rows_in=3, ok=3, error=0, skipped=1, results_uri=f"{out}/results")
+
+    second = JobRunner(work, records_uri=records)  # a restarted service: same records, new memory
+    assert wait(second, running.job_id, ("done",)) == "done" and wait(second, queued.job_id, ("done",)) == "done"
+    assert sorted(calls) == ["/out", "/out2"]  # the unfinished jobs ran again; the finished one did not
+    resumed = second.get(running.job_id)
+    assert resumed.resumed == 1 and resumed.to_json()["counts"]["skipped"] == 1
+    old = second.get(finished.job_id)  # known from storage only
+    assert old is not None and old.state == "done" and old.resumed == 0 and old.results_uri == "/finished/results"
+    assert second.get("0" * 32) is None
+    assert "resuming shard job" in caplog.text
+    gate.set()
+    first.shutdown()
+    second.shutdown()
+
+
+def test_a_job_that_cannot_be_stored_is_refused_not_lost(tmp_path) -> None:
+    blocker = tmp_path / "jobs"
+    blocker.write_text("a file where the records folder should be")
+    runner = JobRunner(lambda i, o: FakeSummary(1, 1, 0, 0, o), records_uri=str(blocker / "records"))
+    with pytest.raises(OSError):
+        runner.submit("/in", "/out")
+    assert runner._jobs == {}  # nothing accepted, nothing scheduled
     runner.shutdown()

@@ -289,6 +289,61 @@ def test_shard_job_on_s3(service: Service) -> None:
     assert sum(pq.read_table(storage.filesystem(f, settings)[1], filesystem=fs).num_rows for f in files) == 5
 
 
+def test_shard_jobs_survive_a_restart_of_the_service(service: Service) -> None:
+    """Job records on S3: the app is deleted while its job runs (its replicas die) and deployed again; the new
+    runner answers for the job and finishes it, each row once (the rows done before are skipped, not redone)."""
+    from ray import serve
+
+    from raygan.service.app import build_app
+
+    settings = storage.StorageSettings(endpoint_url=service.s3_endpoint)
+    bundle = make_tiny_bundle(service.local_root.parent / "restart", steps=600)  # about 2 s a row on one core
+    src, out = f"{service.bucket}/restart/in", f"{service.bucket}/restart/out"
+    corrupt_shards(src, service.local_root.parent, n=4, settings=settings)
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "RAYGAN_S3_ENDPOINT_URL": service.s3_endpoint, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    args = service_args(bundle, allowed_prefixes=[service.bucket], jobs_uri=f"{service.bucket}/job-records",
+                        job_batch_size=1, job_rows_per_file=1, storage_endpoint_url=service.s3_endpoint, env_vars=env, num_cpus=0.5,
+                        token_env=SLOW_TOKEN_ENV)
+    headers = {"Authorization": "Bearer slow-token"}
+    base = service.url + "/restart"
+
+    def deploy() -> None:
+        serve.run(build_app(args), name="restart", route_prefix="/restart", blocking=False)
+        deadline = time.monotonic() + 120
+        while requests.get(base + "/v1/health", timeout=30).status_code != 200:
+            assert time.monotonic() < deadline, "the restarted app never became healthy"
+            time.sleep(0.5)
+
+    try:
+        deploy()
+        r = requests.post(base + "/v1/shards", json={"input_uri": src, "output_uri": out}, headers=headers, timeout=60)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        deadline = time.monotonic() + 120  # the app goes once the job has written its first results
+        while not storage.list_files(f"{out}/results", suffix=".parquet", settings=settings):
+            assert time.monotonic() < deadline, requests.get(f"{base}/v1/jobs/{job_id}", headers=headers, timeout=30).text
+            time.sleep(0.2)
+        assert requests.get(f"{base}/v1/jobs/{job_id}", headers=headers, timeout=30).json()["state"] == "running"
+        serve.delete("restart")
+        deploy()
+        deadline, job = time.monotonic() + 180, {}
+        while time.monotonic() < deadline:
+            job = requests.get(f"{base}/v1/jobs/{job_id}", headers=headers, timeout=30).json()
+            if job.get("state") in ("done", "failed"):
+                break
+            time.sleep(0.5)
+        assert job.get("state") == "done" and job["resumed"] == 1, job
+        assert job["counts"]["rows_in"] == 5 and job["counts"]["skipped"] >= 1, job
+        files = storage.list_files(f"{out}/results", suffix=".parquet", settings=settings)
+        fs = storage.filesystem(files[0], settings)[0]
+        ids = [i for f in files for i in pq.read_table(storage.filesystem(f, settings)[1], filesystem=fs)["image_id"]
+               .to_pylist()]
+        assert sorted(ids) == sorted(set(ids)) and len(ids) == 5  # every row once: none lost, none twice
+    finally:
+        serve.delete("restart")
+
+
 def test_a_failing_job_is_reported(service: Service) -> None:
     r = service.post("/v1/shards", json={"input_uri": str(service.local_root / "nothing-here"),
                                          "output_uri": str(service.local_root / "nothing-out")})
