@@ -149,37 +149,24 @@ class ExplainerModel:
 
 @serve.deployment(name="ShardJobs", num_replicas=1, max_ongoing_requests=64)
 class ShardJobs:
-    """Runs shard jobs in background threads; one replica, so job records live in one place."""
+    """Runs shard jobs, each the same Ray Data job as `raygan explain-bulk` (its actors hold the model, not this
+    replica); one replica, so one runner owns the job records."""
 
     def __init__(self, config: ServiceConfig) -> None:
-        import threading
-
         from raygan.service.jobs import JobRunner
 
         self.config = config
-        self._explainer: Any = None
-        self._lock = threading.Lock()
         self.runner = JobRunner(self._work, concurrency=config.job_concurrency, records_uri=config.jobs_uri,
                                 settings=config.storage)
 
-    def _explainer_once(self) -> Any:
-        # Built on the first job, so a service that never runs one never loads a second copy.
-        with self._lock:
-            if self._explainer is None:
-                from raygan.bundle import load_bundle
-                from raygan.explain.explainer import Explainer
-
-                device = "cuda" if self.config.job_num_gpus > 0 else "cpu"
-                bundle = load_bundle(self.config.bundle_uri, settings=self.config.storage)
-                self._explainer = Explainer.from_bundle(bundle, device=device, attributions=self.config.attributions)
-            return self._explainer
-
     def _work(self, input_uri: str, output_uri: str) -> Any:
-        from raygan.explain.results import explain_shards
+        from raygan.bulk import BulkConfig, explain_bulk
 
-        return explain_shards(input_uri, output_uri, explainer=self._explainer_once(),
-                              batch_size=self.config.job_batch_size, rows_per_file=self.config.job_rows_per_file,
-                              settings=self.config.storage, progress=False)
+        c = self.config
+        bulk = BulkConfig(batch_size=c.job_batch_size, rows_per_file=c.job_rows_per_file, num_cpus=c.num_cpus,
+                          num_gpus=c.job_num_gpus, attributions=c.attributions, progress=False)
+        return explain_bulk(input_uri, c.bundle_uri, output_uri, config=bulk, settings=c.storage,
+                            runtime_env={"env_vars": dict(c.env_vars)} if c.env_vars else None)
 
     def submit(self, input_uri: str, output_uri: str) -> dict[str, Any]:
         """Accept a job; returns its record."""
@@ -234,7 +221,7 @@ def build_app(args: dict[str, Any]) -> Any:
     ).bind(config)
     # The job runner and the ingress reserve little CPU: on a 2-core `ray.init()` the Explainer's
     # reservation must still leave room for them, or the app never becomes ready.
-    jobs = ShardJobs.options(ray_actor_options={"num_cpus": 0.25, "num_gpus": config.job_num_gpus, **env}).bind(config)
+    jobs = ShardJobs.options(ray_actor_options={"num_cpus": 0.25, **env}).bind(config)  # its Ray Data actors hold the GPUs
     return Ingress.options(
         num_replicas=config.ingress_replicas,
         ray_actor_options={"num_cpus": 0.25, **env},

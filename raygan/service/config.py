@@ -48,7 +48,7 @@ class ServiceConfig:
     job_batch_size: int = 16  # images per Explainer call inside a shard job
     job_rows_per_file: int = 1024  # a shard job writes its results to a new Parquet file every this many rows
     #                                (what a restart of the service keeps of a job it interrupts)
-    job_num_gpus: float = 0.0  # GPUs of the shard-job runner replica
+    job_num_gpus: float = 0.0  # GPUs of each shard job's Ray Data actor (the one that holds the model)
     jobs_uri: str | None = None  # shard-job records kept here (folder or s3://), so a restarted service knows and
     #                               resumes its jobs; None: in the runner replica's memory only (lost with it)
     attributions: bool = True  # compute Grad-CAM and Integrated Gradients beside the difference map

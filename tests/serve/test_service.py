@@ -287,6 +287,10 @@ def test_shard_job_on_s3(service: Service) -> None:
     files = storage.list_files(job["results_uri"], suffix=".parquet", settings=settings)
     fs, path = storage.filesystem(files[0], settings)
     assert sum(pq.read_table(storage.filesystem(f, settings)[1], filesystem=fs).num_rows for f in files) == 5
+    from raygan.bulk import UNIT_FILE  # the job is `raygan explain-bulk`'s: its work units' files, its run record
+
+    assert all(UNIT_FILE.match(f.rsplit("/", 1)[-1]) for f in files), files
+    assert storage.list_files(f"{out}/runs", suffix=".json", settings=settings)
 
 
 def test_shard_jobs_survive_a_restart_of_the_service(service: Service) -> None:
@@ -349,7 +353,8 @@ def test_a_failing_job_is_reported(service: Service) -> None:
                                          "output_uri": str(service.local_root / "nothing-out")})
     assert r.status_code == 202, r.text
     job = poll_job(service, r.json()["job_id"])
-    assert job["state"] == "failed" and "no such file or folder" in job["message"], job
+    assert job["state"] == "failed" and job["message"].startswith("FileNotFoundError: no .parquet files at "), job
+    assert job["message"].endswith("nothing-here"), job  # it names what is missing
 
 
 @pytest.mark.parametrize("input_uri,output_uri,status", [
