@@ -33,10 +33,11 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q --durations=25 --ignore=tests/test_byo_classifier.py --ignore=tests/multinode
 	$(BIN)/python -m pytest -q --durations=5 tests/test_byo_classifier.py
-	$(BIN)/python -m pytest -q --durations=5 -m "multinode and not nodeloss" tests/multinode
+	$(BIN)/python -m pytest -q --durations=5 -m multinode tests/multinode
 
-# Node loss in training (tests/multinode, marker nodeloss): not yet reliable on a loaded 2-core machine
-# (issue 13), so not part of `make test` until it is.
+# Only the node-loss tests (tests/multinode, marker nodeloss; also part of `make test`): a node removed
+# mid-training and mid-bulk-job. 2026-12-04: 3 of 3 runs of tests/multinode passed idle (about 90 s), 1 of 1
+# beside two busy loops on the 2 cores (270 s).
 test-node-loss: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=5 -m nodeloss tests/multinode
 

@@ -129,7 +129,7 @@ def wait_for(what: str, check, *, seconds: float):  # noqa: ANN001, ANN201 (a pr
     raise AssertionError(f"{what} did not happen within {seconds:.0f} s")
 
 
-@pytest.mark.nodeloss  # `make test-node-loss`; not in `make test` until it passes reliably under load (issue 13)
+@pytest.mark.nodeloss  # also alone: `make test-node-loss`
 @pytest.mark.timeout(900)
 def test_a_worker_node_removed_mid_run_the_run_resumes_and_completes(multinode, s3_inputs) -> None:
     epochs = 6
