@@ -36,7 +36,7 @@ test: $(STAMP) browser
 	$(BIN)/python -m pytest -q --durations=5 -m multinode tests/multinode
 
 # Only the node-loss tests (tests/multinode, marker nodeloss; also part of `make test`): a node removed
-# mid-training and mid-bulk-job. 2026-12-04: 3 of 3 runs of tests/multinode passed idle (about 90 s), 1 of 1
+# mid-training, mid-bulk-job and under the service. 2026-12-04: 3 of 3 runs of tests/multinode passed idle (about 90 s), 1 of 1
 # beside two busy loops on the 2 cores (270 s).
 test-node-loss: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=5 -m nodeloss tests/multinode
