@@ -5,9 +5,9 @@ thread pool; the rest wait as "queued". Given `records_uri` (a local folder or a
 also writes every record there as `<job_id>.json` at each change, answers for jobs it no longer
 holds from there, and on start-up takes back the jobs a previous runner (a service that was
 restarted, a replica that died) left queued or running: they run again, which loses nothing and
-repeats nothing, since the work skips the rows already in its results. The work itself is a callable passed in (in the
-service: `raygan.explain.results.explain_shards` with the replica's Explainer), so tests can
-pass a small one. A job that raises becomes "failed" with the error message, and the error is
+repeats nothing, since the work skips the rows already in its results. The work itself is a
+callable passed in (in the service: `raygan.bulk.explain_bulk`, the Ray Data job of `raygan
+explain-bulk`), so tests can pass a small one. A job that raises becomes "failed" with the error message, and the error is
 logged with its traceback: nothing is swallowed.
 """
 
