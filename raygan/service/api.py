@@ -229,9 +229,6 @@ def make_api(ingress: Any) -> FastAPI:
             response.cancel()
             raise HTTPException(504, f"the explanation took longer than {config.request_timeout_s:g} s; "
                                      "retry later or use /v1/shards for bulk work") from e
-        except asyncio.CancelledError:  # the client hung up (or the proxy's 408): the replica stops the work too
-            response.cancel()
-            raise
         except BackPressureError as e:
             raise HTTPException(503, "the service is overloaded (too many queued explanations); retry later",
                                 headers={"Retry-After": "5"}) from e

@@ -90,8 +90,8 @@ class ExplainerModel:
     async def explain(self, image: Any, image_id: str) -> tuple[Any, int]:
         """(Explanation, size of the batch it ran in) for one image [C, S, S].
 
-        A caller that gives up (the ingress's 504 cancels this request, and so does a client that hangs up)
-        marks its request abandoned; a batch whose requests are all abandoned stops at its next inversion step
+        A caller that gives up (the ingress's 504 cancels this request; a client that hangs up, or the proxy's
+        408, cancels the HTTP request, and Serve cancels its calls here with it) marks its request abandoned; a batch whose requests are all abandoned stops at its next inversion step
         instead of computing for nobody (Ray Serve does not cancel a batch once it runs)."""
         import threading
 

@@ -423,6 +423,36 @@ def test_slow_explanations_answer_504_and_overload_503(service: Service) -> None
     assert requests.get(service.url + "/v1/health", timeout=30).status_code == 200
 
 
+def test_a_client_that_hangs_up_stops_the_work_it_started(service: Service) -> None:
+    """The path a proxy timeout (408) takes too: the HTTP request is cancelled above the ingress, which cancels
+    its call to the Explainer, whose batch then stops (the app's own timeout, 60 s here, never fires)."""
+    from ray import serve
+
+    from raygan.service.app import build_app
+
+    bundle = make_tiny_bundle(service.local_root.parent / "hangup", steps=20000)
+    args = service_args(bundle, request_timeout_s=60.0, max_batch_size=1, num_cpus=0.5, token_env=SLOW_TOKEN_ENV)
+    serve.run(build_app(args), name="hangup", route_prefix="/hangup", blocking=False)
+    headers = {"Authorization": "Bearer slow-token"}
+    try:
+        deadline = time.monotonic() + 120
+        while requests.get(service.url + "/hangup/v1/health", timeout=30).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        with pytest.raises(requests.ReadTimeout):  # the client gives up after 2 s and closes the connection
+            requests.post(service.url + "/hangup/v1/explain?pictures=none", headers=headers, timeout=2,
+                          files={"file": ("h.png", png(seed=3))})
+        deadline, batching = time.monotonic() + 30, {}
+        while time.monotonic() < deadline:
+            batching = requests.get(service.url + "/hangup/v1/model", headers=headers, timeout=30).json()["batching"]
+            if batching["abandoned"] >= 1:
+                break
+            time.sleep(0.5)
+        assert batching["batches"] == 1 and batching["abandoned"] == 1, batching
+    finally:
+        serve.delete("hangup")
+
+
 def test_an_internal_fault_answers_500_with_a_request_id_and_logs_the_detail(service: Service) -> None:
     """Pictures stored under a prefix that cannot be written (a regular file stands where its folder
     should be): a real storage fault. The client gets a generic 500; the replica log has the detail."""
