@@ -5,36 +5,20 @@ must find nothing left to do) every input row is in the results exactly once.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 
 import pyarrow.parquet as pq
 import pytest
-import torch
-from bundle_helpers import responsive
+from cluster_helpers import alive_actor_nodes, tiny_bundle_on_s3, wait_for
 
 from raygan import storage
 from raygan.bulk import BulkConfig, explain_bulk
-from raygan.bundle import save_bundle
-from raygan.config import preset
 from raygan.data.shards import read_table
-from raygan.models.generator import build_generator
 
 pytestmark = pytest.mark.multinode
 
-TINY = preset("tiny")
 ROWS_PER_UNIT = 4  # 46 phantoms in two files of 23: 12 work units, each its own results file
-
-
-def wait_for(what: str, check, *, seconds: float):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {seconds:.0f} s")
 
 
 def result_ids(out: str) -> list[str]:
@@ -47,21 +31,14 @@ def result_ids(out: str) -> list[str]:
 
 
 def explainer_nodes() -> set[str]:
-    """Node ids of the live actors of Ray Data's map operator (the actor pool that holds the Explainers). From the
-    GCS actor table (ray.util.state needs the dashboard, which this cluster does not run)."""
-    from ray._private.state import actors
-
-    return {a["Address"]["NodeID"] for a in actors(actor_state_name="ALIVE").values()
-            if "MapWorker" in a["ActorClassName"]}
+    """Node ids of the live actors of Ray Data's map operator (the actor pool that holds the Explainers)."""
+    return set(alive_actor_nodes(lambda name: "MapWorker" in name))
 
 
 @pytest.mark.nodeloss  # also alone: `make test-node-loss`
 @pytest.mark.timeout(600)
 def test_a_node_removed_mid_bulk_job_every_row_exactly_once(multinode, s3_inputs) -> None:
-    torch.manual_seed(0)
-    bundle = save_bundle(f"{s3_inputs.bucket}/bulk-bundle", generator=responsive(build_generator(TINY.gan)),
-                         classifier_uri=s3_inputs.classifier, train=TINY.train,
-                         inversion=dataclasses.replace(TINY.inversion, steps=150), traversal=TINY.traversal)
+    bundle = tiny_bundle_on_s3(s3_inputs, "bulk-bundle", steps=150)
     out = f"{s3_inputs.bucket}/bulk-node-loss"
     config = BulkConfig(rows_per_file=ROWS_PER_UNIT, min_actors=1, max_actors=2, attributions=False,
                         artifacts="none", progress=False)

@@ -5,7 +5,6 @@ none hangs; once a replacement node joins, Serve runs two replicas again without
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import socket
@@ -16,18 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-import torch
-from bundle_helpers import responsive
+from cluster_helpers import alive_actor_nodes, tiny_bundle_on_s3
 from PIL import Image
 from service_helpers import wait_healthy
 
-from raygan.bundle import save_bundle
-from raygan.config import preset
-from raygan.models.generator import build_generator
-
 pytestmark = pytest.mark.multinode
 
-TINY = preset("tiny")
 ROOT = Path(__file__).resolve().parents[2]
 ANSWER_S = 60  # a request must be answered within this (the app's own timeout is 20 s)
 
@@ -39,11 +32,8 @@ def png(seed: int) -> bytes:
 
 
 def replica_nodes() -> list[str]:
-    """Node ids of the live Explainer replicas (GCS actor table: ray.util.state needs the dashboard)."""
-    from ray._private.state import actors
-
-    return [a["Address"]["NodeID"] for a in actors(actor_state_name="ALIVE").values()
-            if a["ActorClassName"].endswith(":Explainer")]
+    """Node ids of the live Explainer replicas, one per replica."""
+    return alive_actor_nodes(lambda name: name.endswith(":Explainer"))
 
 
 def running_replicas() -> int:
@@ -63,10 +53,7 @@ def test_a_node_removed_under_the_service_no_request_hangs_and_two_replicas_retu
 
     from raygan.service.app import build_app
 
-    torch.manual_seed(0)
-    bundle = save_bundle(f"{s3_inputs.bucket}/serve-bundle", generator=responsive(build_generator(TINY.gan)),
-                         classifier_uri=s3_inputs.classifier, train=TINY.train,
-                         inversion=dataclasses.replace(TINY.inversion, steps=30), traversal=TINY.traversal)
+    bundle = tiny_bundle_on_s3(s3_inputs, "serve-bundle", steps=30)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cluster_helpers import wait_for
 
 from raygan import storage
 from raygan.bundle import load_bundle
@@ -116,17 +117,6 @@ def test_two_workers_on_two_nodes_disjoint_complete_shards_equal_weights(multino
     assert len(checkpoints) == 2 and all(c.startswith("s3://") for c in checkpoints)
     assert storage.exists(storage.join(out, "samples", "epoch-0001.png"))
     assert load_bundle(out).meta["extras"]["epochs"] == 2
-
-
-def wait_for(what: str, check, *, seconds: float):  # noqa: ANN001, ANN201 (a predicate and its value)
-    """Poll `check()` until it returns something truthy; fail after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {seconds:.0f} s")
 
 
 @pytest.mark.nodeloss  # also alone: `make test-node-loss`

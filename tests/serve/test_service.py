@@ -18,6 +18,7 @@ import pytest
 import requests
 from conftest import SLOW_TOKEN_ENV, Service, make_tiny_bundle, png, service_args
 from PIL import Image
+from service_helpers import wait_healthy
 
 from raygan import storage
 from raygan.data.phantoms import PhantomConfig, write_phantoms
@@ -55,6 +56,17 @@ def poll_job(service: Service, job_id: str, *, timeout: float = 180) -> dict[str
             return r.json()
         time.sleep(0.5)
     raise AssertionError(f"job {job_id} did not finish within {timeout} s")
+
+
+def wait_abandoned(app_url: str, headers: dict[str, str], *, seconds: float = 30) -> dict[str, Any]:
+    """The app's batching stats once its Explainer has stopped a batch nobody waits for (or after `seconds`)."""
+    deadline, batching = time.monotonic() + seconds, {}
+    while time.monotonic() < deadline:
+        batching = requests.get(app_url + "/v1/model", headers=headers, timeout=30).json()["batching"]
+        if batching["abandoned"] >= 1:
+            break
+        time.sleep(0.5)
+    return batching
 
 
 def test_explain_multipart_upload_of_an_odd_sized_colour_png(service: Service) -> None:
@@ -314,10 +326,7 @@ def test_shard_jobs_survive_a_restart_of_the_service(service: Service) -> None:
 
     def deploy() -> None:
         serve.run(build_app(args), name="restart", route_prefix="/restart", blocking=False)
-        deadline = time.monotonic() + 120
-        while requests.get(base + "/v1/health", timeout=30).status_code != 200:
-            assert time.monotonic() < deadline, "the restarted app never became healthy"
-            time.sleep(0.5)
+        wait_healthy(base)
 
     try:
         deploy()
@@ -411,12 +420,7 @@ def test_slow_explanations_answer_504_and_overload_503(service: Service) -> None
             assert_clean(body)
             assert body["request_id"] and body["request_id"] in body["detail"]
         # The timed-out inversion (20,000 steps) does not go on computing for nobody: its batch stops.
-        deadline, batching = time.monotonic() + 30, {}
-        while time.monotonic() < deadline:
-            batching = requests.get(service.url + "/slow/v1/model", headers=headers, timeout=30).json()["batching"]
-            if batching["abandoned"] >= 1:
-                break
-            time.sleep(0.5)
+        batching = wait_abandoned(service.url + "/slow", headers)
         assert batching["abandoned"] >= 1, batching
     finally:
         serve.delete("slow")
@@ -435,19 +439,11 @@ def test_a_client_that_hangs_up_stops_the_work_it_started(service: Service) -> N
     serve.run(build_app(args), name="hangup", route_prefix="/hangup", blocking=False)
     headers = {"Authorization": "Bearer slow-token"}
     try:
-        deadline = time.monotonic() + 120
-        while requests.get(service.url + "/hangup/v1/health", timeout=30).status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
+        wait_healthy(service.url + "/hangup")
         with pytest.raises(requests.ReadTimeout):  # the client gives up after 2 s and closes the connection
             requests.post(service.url + "/hangup/v1/explain?pictures=none", headers=headers, timeout=2,
                           files={"file": ("h.png", png(seed=3))})
-        deadline, batching = time.monotonic() + 30, {}
-        while time.monotonic() < deadline:
-            batching = requests.get(service.url + "/hangup/v1/model", headers=headers, timeout=30).json()["batching"]
-            if batching["abandoned"] >= 1:
-                break
-            time.sleep(0.5)
+        batching = wait_abandoned(service.url + "/hangup", headers)
         assert batching["batches"] == 1 and batching["abandoned"] == 1, batching
     finally:
         serve.delete("hangup")
