@@ -185,6 +185,39 @@ def realism(
     )
 
 
+@dataclass(frozen=True)
+class PerImage:
+    """The per-image values behind `ExplanationScores`' means (nan where an image does not count),
+    for paired intervals between two recipes on the same images (`raygan.metrics.bootstrap`)."""
+
+    recon_mse: torch.Tensor  # [N] MSE of G(z1, z2) vs x
+    p_gap: torch.Tensor  # [N] |p_C(G(z1, z2)) - p_C(x)|
+    flipped: torch.Tensor  # [N] 1 flipped / 0 not, over images C calls positive; nan elsewhere
+    judge_flipped: torch.Tensor  # [N] the same judged by the independent classifier (all nan without one)
+    monotone_own: torch.Tensor  # [N] 1 monotone / 0 not, over traversals along their own z2; nan for fallback ones
+
+
+def _flipped(p_input: torch.Tensor, p_counterfactual: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    value = (p_counterfactual < threshold).double()
+    return torch.where(p_input > threshold, value, torch.full_like(value, math.nan))
+
+
+def per_image(arrays: ExplanationArrays, *, judge: FrozenClassifier | None = None) -> PerImage:
+    """Per-image values of N explanations; their nan-ignoring means are `score`'s flip rates,
+    monotone own-z2 share, reconstruction MSE and p gap."""
+    a = arrays
+    if judge is not None:
+        judged = _flipped(probabilities(judge, a.images), probabilities(judge, a.counterfactuals))
+    else:
+        judged = torch.full(a.p_input.shape, math.nan, dtype=torch.float64)
+    mono = monotone_flags(a.probs).double().cpu()
+    own = torch.where(a.used_fallback.bool().cpu(), torch.full_like(mono, math.nan), mono)
+    return PerImage(recon_mse=per_image_mse(a.reconstructions, a.images).double().cpu(),
+                    p_gap=(a.p_reconstruction - a.p_input).abs().double().cpu(),
+                    flipped=_flipped(a.p_input.cpu(), a.p_counterfactual.cpu()), judge_flipped=judged,
+                    monotone_own=own)
+
+
 def score(
     arrays: ExplanationArrays,
     *,
@@ -193,9 +226,11 @@ def score(
     negatives: torch.Tensor | None = None,
     positives: torch.Tensor | None = None,
     seed: int = 0,
+    ssim: bool = True,
 ) -> ExplanationScores:
     """Score N explanations; `judge` adds the independent validity columns, and `classifier` with
-    real `negatives` / `positives` ([M, C, S, S]) adds counterfactual realism."""
+    real `negatives` / `positives` ([M, C, S, S]) adds counterfactual realism. `ssim=False` leaves
+    recon_ssim nan (for a bare GPU machine without pytorch_msssim; say so where it is reported)."""
     a = arrays
     n = int(a.p_input.shape[0])
     assert n > 0, "cannot score zero explanations"
@@ -217,12 +252,12 @@ def score(
         monotone_own=walk.own, own_count=walk.own_count, monotone_fallback=walk.fallback,
         fallback_count=walk.fallback_count,
         recon_mse=_nan_mean(per_image_mse(a.reconstructions, a.images)),
-        recon_ssim=_nan_mean(per_image_ssim(a.reconstructions, a.images)),
+        recon_ssim=_nan_mean(per_image_ssim(a.reconstructions, a.images)) if ssim else math.nan,
         p_gap=_nan_mean((a.p_reconstruction - a.p_input).abs()),
         proximity=_nan_mean((a.counterfactuals - a.reconstructions).abs().flatten(1).mean(1)),
         fallback_share=_nan_mean(a.used_fallback.double()), mean_steps=_nan_mean(a.steps_used), realism=real,
     )
 
 
-__all__ = ["ExplanationArrays", "ExplanationScores", "MonotoneSplit", "Realism", "monotone_split", "probabilities",
-           "realism", "score"]
+__all__ = ["ExplanationArrays", "ExplanationScores", "MonotoneSplit", "PerImage", "Realism", "monotone_split",
+           "per_image", "probabilities", "realism", "score"]

@@ -9,7 +9,7 @@ import torch
 
 from raygan.explain.explainer import Explanation
 from raygan.models import ClassifierSpec, FrozenClassifier
-from raygan.scoring import ExplanationArrays, realism, score
+from raygan.scoring import ExplanationArrays, per_image, realism, score
 
 
 def _explanation(i: int, *, p_input: float, p_cf: float, probs: list[float], fallback: bool = False) -> Explanation:
@@ -57,6 +57,25 @@ def test_scores_follow_the_metric_definitions() -> None:
 
     negatives_only = score(ExplanationArrays.of(explained[2:]))
     assert math.isnan(negatives_only.flip_rate) and negatives_only.flip_eligible == 0
+
+
+def test_per_image_values_average_to_the_scores() -> None:
+    explained = [
+        _explanation(0, p_input=0.9, p_cf=0.2, probs=[0.2, 0.5, 0.9]),
+        _explanation(1, p_input=0.8, p_cf=0.7, probs=[0.7, 0.6, 0.8]),
+        _explanation(2, p_input=0.1, p_cf=0.05, probs=[0.05, 0.07, 0.1], fallback=True),
+    ]
+    arrays = ExplanationArrays.of(explained)
+    scores, values = score(arrays, judge=_judge()), per_image(arrays, judge=_judge())
+    assert values.flipped.tolist()[:2] == [1.0, 0.0] and math.isnan(values.flipped[2])  # negative call: not counted
+    assert values.monotone_own.tolist()[:2] == [1.0, 0.0] and math.isnan(values.monotone_own[2])  # fallback
+    assert values.flipped.nanmean() == pytest.approx(scores.flip_rate)
+    assert values.monotone_own.nanmean() == pytest.approx(scores.monotone_own)
+    assert values.recon_mse.mean() == pytest.approx(scores.recon_mse)
+    assert values.p_gap.mean() == pytest.approx(scores.p_gap)
+    judged = values.judge_flipped[~values.judge_flipped.isnan()]
+    assert judged.numel() == scores.judge_flip_eligible and judged.mean() == pytest.approx(scores.judge_flip_rate)
+    assert per_image(arrays).judge_flipped.isnan().all()  # no judge: nothing counted
 
 
 def test_an_independent_judge_can_disagree() -> None:
