@@ -1,13 +1,22 @@
-"""Load test of the explanation service vs the same Explainer called directly in batches.
+"""Load test of the explanation service vs the same Explainer called directly, at equal work and resources.
 
     python benchmarks/serve_load.py [--quick] [--bundle URI | --preset tiny --steps N] [--concurrency 1,2,4,...]
+                                    [--compare-encoder]
 
 Starts a local Ray Serve app of the service (raygan.service.app) on a free loopback port, sends a
 bounded number of POST /v1/explain requests (multipart PNG, `?pictures=none`: the numbers only,
 so both sides do the same model work) at each concurrency level, and reports p50/p99 latency and
-throughput. The baseline is `Explainer.explain` in this process on batches of the service's
-max_batch_size with the same torch thread count as the Explainer replica. The last line is
-`RESULT {json}` with ratio = best service throughput / direct throughput (target >= 0.8).
+throughput. Each level is compared with the same Explainer called directly in this process with
+the same concurrency (batches of min(level, max_batch_size) images, the most the replica can
+batch) and the same CPU allotment (torch threads = the replica's num_cpus); the direct side is
+measured before and after the service and averaged, and both are printed. The last line is
+`RESULT {json}` with one ratio per level = service throughput / direct throughput (target >= 0.8).
+
+--compare-encoder (a bundle with an encoder, `raygan train-encoder`): the whole load test runs
+twice in one run, from the encoder (E(x) + encoder_steps refinement steps) and with the service's
+`no_encoder` setting (the bundle's full optimisation), and reports the concurrency-1 latency
+ratio (issue 14's target: the encoder at least 5x lower).
+
 Without --bundle, an untrained bundle of the preset is made in a temporary directory (the
 timings do not depend on the weights).
 """
@@ -26,6 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +77,8 @@ def pngs(n: int, size: int) -> list[bytes]:
     return out
 
 
-def direct_throughput(bundle_uri: str, images: list[bytes], *, batch: int, threads: int, attributions: bool) -> float:
+def direct_throughput(bundle_uri: str, images: list[bytes], *, batch: int, threads: int, attributions: bool,
+                      no_encoder: bool = False) -> float:
     """Images/s of Explainer.explain on batches of `batch` (after one warm-up batch)."""
     import torch
 
@@ -76,7 +87,8 @@ def direct_throughput(bundle_uri: str, images: list[bytes], *, batch: int, threa
     from raygan.explain.explainer import Explainer
 
     torch.set_num_threads(threads)
-    explainer = Explainer.from_bundle(load_bundle(bundle_uri), device="cpu", attributions=attributions)
+    explainer = Explainer.from_bundle(load_bundle(bundle_uri), device="cpu", attributions=attributions,
+                                      no_encoder=no_encoder)
     x = torch.stack([decode_image(d, size=explainer.image_size) for d in images])  # [N, 1, S, S]
     explainer.explain(x[:batch], image_ids=[f"w{i}" for i in range(min(batch, len(x)))])
     start = time.perf_counter()
@@ -114,6 +126,61 @@ def load_level(url: str, images: list[bytes], *, concurrency: int, requests_n: i
     }
 
 
+def measure(bundle: str, args: argparse.Namespace, levels: list[int], images: list[bytes], *,
+            no_encoder: bool) -> dict[str, Any]:
+    """One load test: direct Explainer per batch size before, the service at every level, direct after."""
+    import ray
+    from ray import serve
+
+    from raygan.service.app import build_app
+
+    label = "from scratch" if no_encoder else "as the bundle says"
+    batches = sorted({min(c, args.max_batch_size) for c in levels})
+    direct_images = images if args.quick else images * 2
+
+    def direct(when: str) -> dict[int, float]:
+        out = {}
+        for b in batches:
+            t0 = time.perf_counter()
+            out[b] = direct_throughput(bundle, direct_images, batch=b, threads=args.threads,
+                                       attributions=not args.no_attributions, no_encoder=no_encoder)
+            print(f"direct ({label}, {when}): Explainer.explain, batch {b}, {args.threads} threads: "
+                  f"{out[b]:.2f} img/s ({time.perf_counter() - t0:.0f} s)", flush=True)
+        return out
+
+    before = direct("before")
+    ray.init(num_cpus=args.threads + 4, include_dashboard=False, log_to_driver=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    app_args = {"bundle_uri": bundle, "max_batch_size": args.max_batch_size, "batch_wait_timeout_s": args.batch_wait,
+                "num_cpus": args.threads, "attributions": not args.no_attributions, "no_encoder": no_encoder,
+                "max_queued_requests": 1024, "target_ongoing_requests": args.max_batch_size}
+    serve.run(build_app(app_args), name="raygan", route_prefix="/", blocking=False)
+    url = f"http://127.0.0.1:{port}"
+    load_level(url, images, concurrency=args.max_batch_size, requests_n=args.max_batch_size)  # warm-up
+    rows = []
+    for c in levels:
+        row = load_level(url, images, concurrency=c, requests_n=max(args.requests, c))
+        rows.append(row)
+        print(f"service ({label}) concurrency {c:3d}: {row['ok']}/{row['requests']} ok, p50 {row['p50_s']:.2f} s, "
+              f"p99 {row['p99_s']:.2f} s, {row['throughput']:.2f} img/s, mean batch {row['mean_batch']:.1f}",
+              flush=True)
+    serve.shutdown()
+    ray.shutdown()
+    after = direct("after")
+    for row in rows:
+        b = min(row["concurrency"], args.max_batch_size)
+        row["direct_batch"] = b
+        row["direct_img_per_s"] = (before[b] + after[b]) / 2
+        row["direct_before"], row["direct_after"] = before[b], after[b]
+        row["ratio"] = row["throughput"] / row["direct_img_per_s"]
+        print(f"  concurrency {row['concurrency']:3d}: service {row['throughput']:.2f} img/s vs direct at batch {b} "
+              f"{row['direct_img_per_s']:.2f} img/s: ratio {row['ratio']:.2f} (target >= 0.8)")
+    return {"no_encoder": no_encoder, "levels": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny preset, few steps, three levels, few requests")
@@ -127,72 +194,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads, both sides (1: on a small shared CPU box more threads thrash)")
     parser.add_argument("--no-attributions", action="store_true")
+    parser.add_argument("--compare-encoder", action="store_true",
+                        help="also run from scratch (no_encoder) and compare concurrency-1 latency; needs a bundle "
+                        "with an encoder")
     args = parser.parse_args(argv)
     if args.quick:
         args.concurrency, args.requests = "1,8,32", 16
         args.steps = args.steps or 40
     levels = [int(c) for c in args.concurrency.split(",")]
+    if args.compare_encoder and 1 not in levels:
+        levels = [1, *levels]
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-
-    import ray
-    from ray import serve
-
-    from raygan.service.app import build_app
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle = args.bundle or make_bundle(Path(tmp), preset_name=args.preset, steps=args.steps)
         from raygan.bundle import read_meta
 
         meta = read_meta(bundle)
+        if args.compare_encoder and "encoder" not in meta:
+            parser.error(f"--compare-encoder: the bundle at {bundle} has no encoder (raygan train-encoder)")
         size = meta["gan"]["image_size"]
         images = pngs(16, size)
-        direct_images = images if args.quick else images * 2
-
-        def measure_direct(when: str) -> float:
-            t0 = time.perf_counter()
-            value = direct_throughput(bundle, direct_images, batch=args.max_batch_size, threads=args.threads,
-                                      attributions=not args.no_attributions)
-            print(f"direct ({when}): Explainer.explain, batch {args.max_batch_size}, {args.threads} threads: "
-                  f"{value:.2f} img/s ({time.perf_counter() - t0:.0f} s)", flush=True)
-            return value
-
-        # Measured before and after the service and averaged, so a change in machine load between the
-        # two sides shows up (compare direct_before with direct_after) instead of skewing the ratio.
-        direct_before = measure_direct("before")
-
-        ray.init(num_cpus=args.threads + 4, include_dashboard=False, log_to_driver=False)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        app_args = {"bundle_uri": bundle, "max_batch_size": args.max_batch_size, "batch_wait_timeout_s": args.batch_wait,
-                    "num_cpus": args.threads, "attributions": not args.no_attributions,
-                    "max_queued_requests": 1024, "target_ongoing_requests": args.max_batch_size}
-        serve.run(build_app(app_args), name="raygan", route_prefix="/", blocking=False)
-        url = f"http://127.0.0.1:{port}"
-        load_level(url, images, concurrency=args.max_batch_size, requests_n=args.max_batch_size)  # warm-up
-        rows = []
-        for c in levels:
-            row = load_level(url, images, concurrency=c, requests_n=max(args.requests, c))
-            rows.append(row)
-            print(f"concurrency {c:3d}: {row['ok']}/{row['requests']} ok, p50 {row['p50_s']:.2f} s, "
-                  f"p99 {row['p99_s']:.2f} s, {row['throughput']:.2f} img/s, mean batch {row['mean_batch']:.1f}",
-                  flush=True)
-        serve.shutdown()
-        ray.shutdown()
-        direct_after = measure_direct("after")
-    direct = (direct_before + direct_after) / 2
-    best = max(r["throughput"] for r in rows)
-    result = {
-        "benchmark": "serve_load", "preset": None if args.bundle else args.preset,
-        "image_size": size, "steps": meta["inversion"]["steps"], "attributions": not args.no_attributions,
+        runs = [measure(bundle, args, levels, images, no_encoder=False)]
+        if args.compare_encoder:
+            runs.append(measure(bundle, args, levels, images, no_encoder=True))
+    rows = runs[0]["levels"]
+    result: dict[str, Any] = {
+        "benchmark": "serve_load", "preset": None if args.bundle else args.preset, "image_size": size,
+        "steps": meta["inversion"]["steps"], "encoder_steps": meta["inversion"].get("encoder_steps"),
+        "encoder": "encoder" in meta, "attributions": not args.no_attributions,
         "max_batch_size": args.max_batch_size, "batch_wait_timeout_s": args.batch_wait, "threads": args.threads,
-        "pictures": "none",
-        "direct_img_per_s": direct, "direct_before": direct_before, "direct_after": direct_after,
-        "service_best_img_per_s": best, "ratio": best / direct, "target": 0.8,
-        "levels": rows, "cpu_count": os.cpu_count(),
+        "pictures": "none", "levels": rows, "min_ratio": min(r["ratio"] for r in rows), "target": 0.8,
+        "cpu_count": os.cpu_count(),
     }
-    print(f"service best {best:.2f} img/s vs direct {direct:.2f} img/s: ratio {best / direct:.2f} (target >= 0.8)")
+    print("service / direct at the same concurrency: " + ", ".join(f"c={r['concurrency']} {r['ratio']:.2f}"
+                                                                     for r in rows) + " (target >= 0.8)")
+    if args.compare_encoder:
+        enc = next(r for r in runs[0]["levels"] if r["concurrency"] == 1)
+        scratch = next(r for r in runs[1]["levels"] if r["concurrency"] == 1)
+        result["from_scratch_levels"] = runs[1]["levels"]
+        result["latency_ratio_c1"] = scratch["p50_s"] / enc["p50_s"]
+        print(f"concurrency 1, p50 latency: from scratch {scratch['p50_s']:.3f} s, from the encoder "
+              f"{enc['p50_s']:.3f} s: {result['latency_ratio_c1']:.1f}x lower (target >= 5x)")
     print("RESULT " + json.dumps(result))
     return 0
 

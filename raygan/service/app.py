@@ -43,7 +43,8 @@ class ExplainerModel:
         self.config = config
         self.bundle = load_bundle(config.bundle_uri, settings=config.storage)
         device = "cuda" if config.num_gpus > 0 else "cpu"
-        self.explainer = Explainer.from_bundle(self.bundle, device=device, attributions=config.attributions)
+        self.explainer = Explainer.from_bundle(self.bundle, device=device, attributions=config.attributions,
+                                               no_encoder=config.no_encoder)
         self._batched.set_max_batch_size(config.max_batch_size)
         self._batched.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
         self.histogram: Counter[int] = Counter()
@@ -164,7 +165,8 @@ class ShardJobs:
 
         c = self.config
         bulk = BulkConfig(batch_size=c.job_batch_size, rows_per_file=c.job_rows_per_file, num_cpus=c.num_cpus,
-                          num_gpus=c.job_num_gpus, attributions=c.attributions, progress=False)
+                          num_gpus=c.job_num_gpus, attributions=c.attributions, no_encoder=c.no_encoder,
+                          progress=False)
         return explain_bulk(input_uri, c.bundle_uri, output_uri, config=bulk, settings=c.storage,
                             runtime_env={"env_vars": dict(c.env_vars)} if c.env_vars else None)
 

@@ -52,6 +52,7 @@ class ServiceConfig:
     jobs_uri: str | None = None  # shard-job records kept here (folder or s3://), so a restarted service knows and
     #                               resumes its jobs; None: in the runner replica's memory only (lost with it)
     attributions: bool = True  # compute Grad-CAM and Integrated Gradients beside the difference map
+    no_encoder: bool = False  # invert from scratch even when the bundle has an encoder (explanations and shard jobs)
     storage_endpoint_url: str | None = None  # S3 endpoint for the replicas (None: their environment decides)
     storage_region: str | None = None  # S3 region for the replicas
     env_vars: dict[str, str] = field(default_factory=dict)  # extra environment of every replica (runtime_env)
