@@ -61,6 +61,10 @@ class CellConfig:
     judge_lr: float | None = None  # its AdamW learning rate (None: the preset's classifier recipe)
     ablation: bool = True  # also explain with the counterfactual term off
     batch: int = 48  # images per Explainer call
+    encoder_epochs: int = 0  # > 0: also train the preset's encoder (this many epochs on the training split) and
+    #                          explain the same sample from E(x) + encoder_steps steps (issue 14's comparison)
+    encoder_steps: int | None = None  # K refinement steps after E(x) (None: the preset inversion's encoder_steps)
+    encoder_cap_s: float = math.inf  # the encoder stops after the epoch that crosses this
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,41 @@ def counterfactual_scores(explained: list[Any], phantoms: PhantomSet) -> dict[st
     }
 
 
+ENCODER = "raygan_swap_encoder"  # the audit map from the encoder's inversion (E(x) + K steps): issue 14's row
+
+
+def _encoder_rows(config: CellConfig, preset: Preset, train: PhantomSet, sample: PhantomSet, generator: Any,
+                  classifier: Any, judge: Any, inversion: Any, per_image: dict[str, Any], scores: dict[str, Any],
+                  seconds: dict[str, float], log: Log, t: float, *, real: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """Train the encoder on the training split and explain `sample` from E(x): the swap map's scores, the
+    counterfactual's, and the scoring path's, beside the shipped optimisation's (same images, same G and C)."""
+    from raygan.explain.explainer import Explainer
+    from raygan.scoring import ExplanationArrays, score
+    from raygan.train.local import fit_encoder
+
+    cfg = replace(preset.encoder, epochs=config.encoder_epochs, seed=config.seed)
+    encoder, fit = fit_encoder(train.images, generator, classifier, config=cfg, inversion=inversion,
+                               positive_fraction=preset.train.positive_fraction, cap_s=config.encoder_cap_s, log=log)
+    seconds["encoder_train"] = time.perf_counter() - t
+    seconds["encoder_epochs"] = float(fit.epochs)
+    t = time.perf_counter()
+    steps = inversion.encoder_steps if config.encoder_steps is None else config.encoder_steps
+    explainer = Explainer(generator, classifier, inversion=replace(inversion, encoder_steps=steps),
+                          traversal=preset.traversal, device=classifier.mean.device, encoder=encoder)
+    explained = explain_all(explainer, sample, batch=config.batch)
+    seconds["explain_encoder"] = time.perf_counter() - t
+    per_image[ENCODER] = {**map_scores(torch.stack([e.maps["swap"] for e in explained]), sample),
+                          **counterfactual_scores(explained, sample)}
+    negatives, positives = real  # the test split's, as for the shipped optimisation's row
+    scores["raygan_encoder"] = dataclasses.asdict(score(ExplanationArrays.of(explained), judge=judge,
+                                                        classifier=classifier, negatives=negatives,
+                                                        positives=positives, seed=config.seed))
+    scores["raygan_encoder"]["encoder_steps"] = steps
+    log(f"    encoder ({fit.epochs} epochs, {seconds['encoder_train']:.0f} s): explained {len(sample)} in "
+        f"{seconds['explain_encoder']:.1f} s against {seconds['explain']:.1f} s from scratch")
+    return time.perf_counter()
+
+
 def run_cell(config: CellConfig, *, preset: Preset, log: Log = print) -> CellResult:
     """Run one cell end to end on the CPU (or the default CUDA device) and return what it measured."""
     from raygan.explain.attribution import swap_attribution
@@ -288,7 +327,10 @@ def run_cell(config: CellConfig, *, preset: Preset, log: Log = print) -> CellRes
         scores["raygan_no_cf"] = dataclasses.asdict(score(
             ExplanationArrays.of(ablated), judge=judge, classifier=classifier, negatives=negatives,
             positives=positives, seed=config.seed))
-    tick("score", t)
+    t = tick("score", t)
+    if config.encoder_epochs > 0:
+        t = _encoder_rows(config, preset, train, sample, generator, classifier, judge, inversion, per_image, scores,
+                          seconds, log, t, real=(negatives, positives))
     return CellResult(
         config=config,
         method={"gan": dataclasses.asdict(preset.gan), "train": dataclasses.asdict(train_cfg),
@@ -313,5 +355,5 @@ def run_cell(config: CellConfig, *, preset: Preset, log: Log = print) -> CellRes
     )
 
 
-__all__ = ["ABLATIONS", "METHODS", "CellConfig", "CellResult", "TrainedClassifier", "counterfactual_scores", "explain_all",
+__all__ = ["ABLATIONS", "ENCODER", "METHODS", "CellConfig", "CellResult", "TrainedClassifier", "counterfactual_scores", "explain_all",
            "frozen_classifier", "map_scores", "run_cell", "train_classifier"]

@@ -1,4 +1,4 @@
-"""In-process training of the classifier and the GAN on tensors already in memory, without Ray.
+"""In-process training of the classifier, the GAN and the encoder on tensors already in memory, without Ray.
 
 The same per-batch updates as the Ray Train loops (`raygan.train.epoch`), fed by `batch_indices`
 over decoded tensors: what `raygan study` and the fidelity benchmark run on a bare GPU box or a
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from raygan.config import ClassifierTrainConfig, GanConfig, TrainConfig
+from raygan.config import ClassifierTrainConfig, EncoderConfig, GanConfig, InversionConfig, TrainConfig
 from raygan.models.frozen import FrozenClassifier
 from raygan.train.epoch import batch_indices, classifier_epoch, ema_model, epoch_seed, gan_epoch
 
@@ -146,4 +146,53 @@ def fit_gan(
     return generator, Fit(epochs=epochs_run, planned=train.epochs, seconds=time.perf_counter() - started, final=last)
 
 
-__all__ = ["Fit", "fit_classifier", "fit_gan"]
+def fit_encoder(
+    real: torch.Tensor,
+    generator: nn.Module,
+    classifier: FrozenClassifier,
+    *,
+    config: EncoderConfig,
+    inversion: InversionConfig,
+    positive_fraction: float = 0.5,
+    cap_s: float = math.inf,
+    log: Log = _quiet,
+) -> tuple[nn.Module, Fit]:
+    """Train a fresh encoder E(x) -> (z1, z2) against the frozen G and C on real images [N, C, S, S]
+    (the per-batch update of `raygan train-encoder`: `raygan.train.encoder_step.encoder_epoch`).
+
+    Runs on the classifier's device; returns E in eval mode.
+    """
+    from raygan.models.encoder import build_encoder
+    from raygan.train.encoder_step import EncoderModels, encoder_epoch, make_encoder_optimizer
+
+    assert real.ndim == 4, real.shape  # [N, C, S, S]
+    device = classifier.mean.device
+    real = real.to(device)
+    torch.manual_seed(config.seed)
+    encoder = build_encoder(generator.config, config).to(device)  # type: ignore[arg-type]
+    optimizer = make_encoder_optimizer(encoder, config)
+    models = EncoderModels(encoder, generator.to(device).eval(), classifier)
+    rng = torch.Generator(device=device)
+    every = max(1, config.epochs // LOG_LINES)
+    started, epochs_run, last = time.perf_counter(), 0, {}
+    for epoch in range(config.epochs):
+        t0 = time.perf_counter()
+        seed = epoch_seed(config.seed, rank=0, epoch=epoch)
+        rng.manual_seed(seed)  # labels and latents of the generated half
+        batches = (real[i] for i in batch_indices(real.shape[0], batch_size=config.batch_size, seed=seed, device=device))
+        done = encoder_epoch(models, optimizer, batches, config=config, inversion=inversion,
+                             positive_fraction=positive_fraction, rng=rng)
+        last = done.means()
+        last["images_per_s"] = done.images / max(time.perf_counter() - t0, 1e-9)
+        epochs_run = epoch + 1
+        stop = _stop(started, cap_s, epoch, config.epochs, log)
+        if epoch == 0 or stop or (epoch + 1) % every == 0 or epoch + 1 == config.epochs:
+            log(f"encoder epoch {epoch + 1}/{config.epochs}: loss {last.get('loss', math.nan):.4f} "
+                f"({last['images_per_s']:.0f} img/s, {time.perf_counter() - started:.0f} s)")
+        if stop:
+            break
+    return encoder.eval(), Fit(epochs=epochs_run, planned=config.epochs, seconds=time.perf_counter() - started,
+                               final=last)
+
+
+__all__ = ["Fit", "fit_classifier", "fit_encoder", "fit_gan"]

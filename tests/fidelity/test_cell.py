@@ -10,7 +10,7 @@ import torch
 
 from raygan.config import preset
 from raygan.data.phantoms import world_config
-from raygan.fidelity.cell import CellConfig, map_scores, run_cell
+from raygan.fidelity.cell import ENCODER, PRIMARY, CellConfig, map_scores, run_cell
 from raygan.fidelity.phantom_set import render_split, stratified
 from raygan.fidelity.summary import cell_rows
 
@@ -76,3 +76,18 @@ def test_tiny_cell_end_to_end() -> None:
     assert set(result.scores) == {"raygan", "raygan_no_cf"}
     assert result.scores["raygan"]["images"] == 8 and result.scores["raygan"]["realism"] is not None
     assert 0 <= result.accuracy["judge"] <= 1 and result.epochs == {"classifier": 1, "judge": 1, "gan": 1}
+
+
+def test_tiny_cell_with_the_encoder_explains_the_same_phantoms_from_e_of_x() -> None:
+    """Issue 14's fidelity rows: the encoder trained on the cell's training phantoms, the same sample explained
+    from E(x) + K steps, scored by the same map and counterfactual scores as the shipped optimisation's."""
+    torch.set_num_threads(1)
+    config = CellConfig(world="mixed", shortcut_kind="marker", seed=1, phantoms=160, explain=8, classifier_epochs=1,
+                        gan_epochs=1, batch=8, ablation=False, encoder_epochs=1, encoder_steps=2)
+    result = run_cell(config, preset=preset("tiny"), log=lambda _: None)
+    assert ENCODER in result.per_image and set(result.scores) == {"raygan", "raygan_encoder"}
+    assert set(result.per_image[ENCODER]) == set(result.per_image[PRIMARY])  # the same scores, paired by image
+    assert all(len(v) == 8 for v in result.per_image[ENCODER].values())
+    assert result.scores["raygan_encoder"]["encoder_steps"] == 2
+    assert result.scores["raygan_encoder"]["mean_steps"] <= 2 < result.scores["raygan"]["mean_steps"]
+    assert result.seconds["encoder_epochs"] == 1 and result.seconds["explain_encoder"] > 0
