@@ -18,7 +18,9 @@
 #               class consistency 1000 z1 x 10 repeats = 40,000 generated images; sanity check on 8
 #   authors     the same 64 images at 5000 steps fp32, batched; halved (and re-timed) until a timed
 #               probe predicts it fits in 100 s, skipped below 8 images
-#   worst case about 15 + 80 + 190 + 60 + 105 + 5 s = 7.6 min; a 570 s timeout stops a runaway
+#   encoder     the paper preset's encoder (issue 14), 30 epochs, stops after the epoch that crosses 40 s;
+#               then the same 64 images inverted from E(x) + encoder_steps and from scratch, both timed
+#   worst case about 15 + 80 + 190 + 60 + 105 + 55 + 5 s = 8.5 min; a 570 s timeout stops a runaway
 #   run before the call's 600 s limit (the log is in $OUT either way).
 #
 # Knobs (a CPU check of this script's logic here: RAYGAN_STUDY_PRESET=tiny with tiny sizes in
@@ -75,6 +77,7 @@ set +e
 timeout "${RAYGAN_STUDY_TIMEOUT:-570}" "$PY" -m raygan.cli study --preset "$PRESET" --data "$DATA" --out "$WORK/study" \
   --classifier-cap 75 --gan-cap 180 --authors-cap 100 --images 64 --eval-batch 64 \
   --consistency-z1 1000 --consistency-repeats 10 --sanity-images 8 --figures 4 \
+  --encoder-epochs 30 --encoder-cap 40 \
   ${RAYGAN_STUDY_ARGS:-} 2>&1 | tee "$OUT_DIR/log.txt"
 status=${PIPESTATUS[0]}
 set -e

@@ -630,6 +630,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    help="keep shard-job records here (folder or s3://): a restarted service still answers for its "
                    "jobs and resumes those it had not finished (default: in memory, lost with the service)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before an explanation answers 504")
+    p.add_argument("--no-encoder", action="store_true",
+                   help="invert from scratch (the bundle's full optimisation) even when the bundle has an encoder")
     p.set_defaults(func=_run_serve)
 
 
@@ -672,6 +674,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         "num_cpus": args.cpus, "max_replicas": args.replicas, "max_batch_size": args.max_batch_size,
         "token_env": token_env, "token_file": token_file,
         "pictures_prefix": args.pictures_prefix, "request_timeout_s": args.timeout, "jobs_uri": args.jobs_uri,
+        "no_encoder": args.no_encoder,
     }
     config = ServiceConfig.from_args(settings)
     try:
@@ -796,6 +799,11 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the GAN step's networks on CUDA (default: the preset's)")
+    p.add_argument("--encoder-epochs", type=int, default=None,
+                   help="also train the encoder this many epochs, attach it to the bundle and compare explanations "
+                   "from E(x) with the shipped inversion on the same test images (default 0: no encoder stage)")
+    p.add_argument("--encoder-cap", type=float, default=None,
+                   help="seconds: encoder training stops after the epoch that crosses this")
     p.set_defaults(func=_run_study)
 
 
@@ -810,6 +818,7 @@ def _run_study(args: argparse.Namespace) -> int:
         authors_steps=args.authors_steps, consistency_z1=args.consistency_z1,
         consistency_repeats=args.consistency_repeats, sanity_images=args.sanity_images, eval_batch=args.eval_batch,
         figures=args.figures, seed=args.seed, threads=args.threads, compile=args.compile,
+        encoder_epochs=args.encoder_epochs, encoder_cap_s=args.encoder_cap,
     )
     result = run_study(config)
     print(f"classifier test accuracy {result.classifier_test_accuracy:.3f}, class consistency "

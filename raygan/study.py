@@ -79,6 +79,9 @@ class StudyConfig:
     seed: int = 0  # seeds weights, data order, latents and the evaluation
     device: str | None = None  # torch device; None = CUDA when available
     threads: int | None = None  # torch CPU threads; None = torch's default (1 beats 2 on a busy 2-core machine)
+    encoder_epochs: int = 0  # > 0: train the preset's encoder after the GAN, attach it to the bundle and explain
+    #                          the same test images from E(x) + encoder_steps steps (0: no encoder stage)
+    encoder_cap_s: float = math.inf  # encoder training stops after the epoch that crosses this many seconds
 
     def __post_init__(self) -> None:
         if self.explain_images < 1 or self.eval_batch < 1 or self.authors_steps < 1 or self.figures < 0:
@@ -252,6 +255,61 @@ def _train_gan(config: StudyConfig, p: Preset, splits: dict, classifier_uri: str
 
 
 # --- stage 4: evaluation --------------------------------------------------------------------------
+
+
+def _encoder_stage(config: StudyConfig, p: Preset, splits: dict, bundle_uri: str, explained: Sequence[Explanation], *,
+                   judge: FrozenClassifier, test: SplitImages, device: torch.device) -> dict[str, Any]:
+    """Train the encoder (in-process, `fit_encoder`), attach it to the bundle, explain the shipped explanations'
+    images from E(x), and compare: both inversions timed on the same images at the same batch, every score by
+    the one scoring path, paired 95% intervals of the per-image differences (encoder minus shipped)."""
+    from raygan.bundle import attach_encoder, load_bundle
+    from raygan.explain.explainer import Explainer
+    from raygan.explain.inversion import invert
+    from raygan.metrics.bootstrap import bootstrap
+    from raygan.scoring import ExplanationArrays, per_image
+    from raygan.train.local import fit_encoder
+
+    bundle = load_bundle(bundle_uri)
+    g, c = bundle.generator.to(device), bundle.classifier.to(device)
+    cfg = replace(p.encoder, epochs=config.encoder_epochs, seed=config.seed, use_gpu=device.type == "cuda")
+    encoder, fit = fit_encoder(splits[("train", p.gan.image_size)].images, g, c, config=cfg, inversion=bundle.inversion,
+                               positive_fraction=bundle.train.positive_fraction, cap_s=config.encoder_cap_s,
+                               log=lambda line: print(line, flush=True))
+    attach_encoder(bundle_uri, encoder=encoder.cpu(), data=config.data, metrics=fit.final, epochs=fit.epochs)
+    with_encoder = load_bundle(bundle_uri)
+    images = torch.stack([e.image for e in explained]).to(device)
+    ids = [e.image_id for e in explained]
+    batch = config.eval_batch
+
+    def timed(enc: Any) -> float:
+        _sync(device)
+        start = time.perf_counter()
+        for i in range(0, len(ids), batch):
+            invert(g, c, images[i:i + batch], config=bundle.inversion, keys=ids[i:i + batch], encoder=enc)
+        _sync(device)
+        return time.perf_counter() - start
+
+    invert(g, c, images[:2], config=replace(bundle.inversion, steps=2, encoder_steps=2), keys=ids[:2],
+           encoder=with_encoder.encoder.to(device))  # warm-up
+    seconds = {"shipped": timed(None), "encoder": timed(with_encoder.encoder.to(device))}
+    explainer = Explainer.from_bundle(with_encoder, device=device, attributions=False)
+    from_encoder = [e for i in range(0, len(ids), batch)
+                    for e in explainer.explain(images[i:i + batch].cpu(), image_ids=ids[i:i + batch])]
+    shipped_values = per_image(ExplanationArrays.of(list(explained)), judge=judge)
+    encoder_values = per_image(ExplanationArrays.of(from_encoder), judge=judge)
+    paired = {}
+    for name in ("recon_mse", "p_gap", "flipped", "judge_flipped", "monotone_own"):
+        i = bootstrap([getattr(encoder_values, name).tolist()], minus=[getattr(shipped_values, name).tolist()],
+                      seed=config.seed)
+        paired[name] = {"value": i.value, "ci95": i.as_list(), "n": i.n}
+    scores = explanation_scores(from_encoder, judge=judge, classifier=c, test=test, seed=config.seed)
+    print(f"    encoder: {fit.epochs} epochs in {fit.seconds:.0f} s; inversion of {len(ids)} images "
+          f"{seconds['encoder']:.1f} s from E(x) against {seconds['shipped']:.1f} s shipped "
+          f"({seconds['shipped'] / max(seconds['encoder'], 1e-9):.1f}x)", flush=True)
+    return {"epochs": fit.epochs, "planned": fit.planned, "train_seconds": fit.seconds, "final": fit.final,
+            "encoder_steps": bundle.inversion.encoder_steps, "inversion_seconds": seconds,
+            "speed_ratio": seconds["shipped"] / max(seconds["encoder"], 1e-9), "images": len(ids),
+            "scores": dataclasses.asdict(scores), "minus_shipped": paired}
 
 
 def explanation_scores(
@@ -446,6 +504,13 @@ def run_study(config: StudyConfig) -> StudyResult:
     done("authors", t)
 
     test_split = splits[("test", p.classifier.image_size)]
+    encoder_stage = None
+    if config.encoder_epochs > 0:
+        t = stage(f"4/5 the encoder: {config.encoder_epochs} epochs on the training split, then the same test images "
+                  f"from E(x) + {bundle.inversion.encoder_steps} steps")
+        encoder_stage = _encoder_stage(config, p, splits, gan.uri, explained, judge=judge, test=test_split,
+                                       device=device)
+        done("encoder", t)
 
     def scored(explanations: Sequence[Explanation]) -> ExplanationScores:
         return explanation_scores(explanations, judge=judge, classifier=bundle.classifier.to(device), test=test_split,
@@ -464,7 +529,7 @@ def run_study(config: StudyConfig) -> StudyResult:
         raygan=scored(explained), paired=scored(explained[:n]) if n else None,
         authors=scored(authors) if authors else None, authors_config=authors_config,
         authors_predicted_s=predicted, counts=counts, labels=labels, ids=ids,
-        figures=[u.rsplit("/", 1)[-1] for u in figures], seconds=seconds,
+        figures=[u.rsplit("/", 1)[-1] for u in figures], seconds=seconds, encoder=encoder_stage,
     )
     results_uri, markdown_uri = storage.join(config.out, "results.json"), storage.join(config.out, "results.md")
     storage.write_json(results_uri, results)

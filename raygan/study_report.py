@@ -82,6 +82,7 @@ def results_json(
     ids: list[str],
     figures: list[str],
     seconds: Mapping[str, float],
+    encoder: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything a study measured, JSON-ready (nan -> null)."""
     values, sizes = report.values, report.sizes
@@ -129,6 +130,8 @@ def results_json(
         "config": dataclasses.asdict(config),
         "evaluation": {"values": dict(values), "sizes": dict(sizes)},
     }
+    if encoder is not None:
+        results["encoder"] = dict(encoder)
     if paired is not None and authors is not None and paired.images != raygan.images:
         results["raygan_on_authors_images"] = _scores(paired)  # the like-for-like comparison when fewer were inverted
     return jsonable(results)
@@ -222,8 +225,37 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     for m, row in results["maps"].items():
         lines.append(f"| {m} | {_f(row['border_mass'])} ({_f(row['border_chance'])}) | {_f(row['deletion_auc'])} | "
                      f"{_f(row['insertion_auc'])} | {_f(row['sanity_spearman'])} |")
+    lines += _encoder_lines(results.get("encoder"))
     lines += ["", "Figures:", ""] + [f"![{f}](figures/{f})" for f in results["figures"]]
     return "\n".join(lines) + "\n"
+
+
+def _encoder_lines(encoder: Mapping[str, Any] | None) -> list[str]:
+    """The encoder stage's section: speed at equal work, quality beside the shipped inversion, paired intervals."""
+    if not encoder:
+        return []
+    sc, diff, t = encoder["scores"], encoder["minus_shipped"], encoder["inversion_seconds"]
+
+    def d(name: str) -> str:
+        lo, hi = diff[name]["ci95"]
+        return f"{_f(diff[name]['value'], 4)} [{_f(lo, 4)}, {_f(hi, 4)}] (n {diff[name]['n']})"
+
+    return [
+        "",
+        (f"Encoder (amortised inversion): trained {encoder['epochs']} of {encoder['planned']} epochs in "
+         f"{encoder['train_seconds']:.0f} s; the same {encoder['images']} test images inverted from E(x) + "
+         f"{encoder['encoder_steps']} steps in {t['encoder']:.1f} s against {t['shipped']:.1f} s for the shipped "
+         f"optimisation at the same batch ({_f(encoder['speed_ratio'], 1)}x). One encoder seed: no interval "
+         "across seeds (`benchmarks/inversion_throughput.py --encoders` compares several)."),
+        "",
+        "| metric | from the encoder | encoder minus shipped, paired 95% interval over images |",
+        "|---|---|---|",
+        f"| reconstruction MSE | {_f(sc['recon_mse'], 4)} | {d('recon_mse')} |",
+        f"| mean abs delta p | {_f(sc['p_gap'], 4)} | {d('p_gap')} |",
+        f"| flip rate, explained classifier | {_f(sc['flip_rate'])} | {d('flipped')} |",
+        f"| flip rate, independent judge | {_f(sc['judge_flip_rate'])} | {d('judge_flipped')} |",
+        f"| monotone share, own-z2 traversals | {_f(sc['monotone_own'])} | {d('monotone_own')} |",
+    ]
 
 
 __all__ = ["COMPARED", "PAPER", "results_json", "results_markdown"]

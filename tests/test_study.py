@@ -44,7 +44,7 @@ def test_gpu_script_runs_the_whole_study_without_ray(tmp_path: Path) -> None:
         "RAYGAN_STUDY_WORK": str(tmp_path / "work"), "PYTHON": sys.executable, "PYTHONPATH": str(blocked),
         "OMP_NUM_THREADS": "1",
         "RAYGAN_STUDY_ARGS": "--classifier-epochs 2 --gan-epochs 2 --images 12 --eval-batch 8 --authors-steps 15 "
-                             "--consistency-z1 25 --consistency-repeats 2 --sanity-images 2",
+                             "--consistency-z1 25 --consistency-repeats 2 --sanity-images 2 --encoder-epochs 1",
     }
     run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_realdata.sh")], check=False, env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=230)
@@ -62,7 +62,12 @@ def test_gpu_script_runs_the_whole_study_without_ray(tmp_path: Path) -> None:
     assert sizes["class_consistency_samples"] == 25 * 4 * 2
     assert sizes["train"] + sizes["val"] + sizes["test"] == 120
     assert results["epochs"] == {"classifier": 2, "classifier_planned": 2, "gan": 2, "gan_planned": 2}
-    assert set(results["seconds"]) == {"data", "classifier", "gan", "evaluation", "authors", "figures", "total"}
+    assert set(results["seconds"]) == {"data", "classifier", "gan", "evaluation", "authors", "encoder", "figures",
+                                       "total"}
+    encoder = results["encoder"]  # issue 14's stage: trained, attached, the same images explained from E(x)
+    assert encoder["epochs"] == 1 and encoder["images"] == 12 and encoder["scores"]["images"] == 12
+    assert encoder["scores"]["mean_steps"] <= encoder["encoder_steps"]
+    assert encoder["minus_shipped"]["recon_mse"]["n"] == 12 and encoder["inversion_seconds"]["shipped"] > 0
     assert results["inversion"]["authors"]["steps"] == 15 and results["inversion"]["authors"]["mse_weight"] == 4.0
 
     pictures = sorted((out / "figures").glob("*.png"))
@@ -72,6 +77,7 @@ def test_gpu_script_runs_the_whole_study_without_ray(tmp_path: Path) -> None:
     assert "=== 3/5 GAN" in (out / "log.txt").read_text()
     work = tmp_path / "work" / "study"
     assert (work / "bundle" / "bundle.json").exists() and (work / "classifier" / "classifier.json").exists()
+    assert (work / "bundle" / "encoder.pt").exists() and "Encoder (amortised inversion)" in (out / "results.md").read_text()
 
 
 def test_gpu_script_fails_clearly_without_cuda_for_the_paper_preset(tmp_path: Path) -> None:
