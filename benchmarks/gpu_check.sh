@@ -2,7 +2,8 @@
 # The GPU throughput checks of issues 2 and 3 in one call (no Ray, no data, random-weight paper
 # networks): the GAN training step and the inversion, authors' recipe against raygan, same device.
 #
-# On the GPU machine, from the repo root (nothing to carry; about 3-4 minutes on an H100):
+# On the GPU machine, from the repo root (nothing to carry; about 5-8 minutes on an H100: the training
+# benchmark times six rows, one change each, two of them compiled):
 #     bash benchmarks/gpu_check.sh
 # Here, a CPU check of the script itself (tiny networks, about 2 minutes):
 #     RAYGAN_GPU_CHECK_QUICK=1 bash benchmarks/gpu_check.sh
@@ -42,7 +43,7 @@ run() {  # run NAME TIMEOUT_S SCRIPT ARGS...: log to $OUT/NAME.log, RESULT json 
 
 failed=0
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
-run train_throughput 150 benchmarks/train_throughput.py "${train_args[@]}" || failed=1
+run train_throughput 270 benchmarks/train_throughput.py "${train_args[@]}" || failed=1
 run inversion_throughput 240 benchmarks/inversion_throughput.py "${inversion_args[@]}" || failed=1
 ls -la "$OUT_DIR"
 exit "$failed"

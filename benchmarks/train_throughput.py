@@ -1,12 +1,19 @@
-"""GAN training throughput: the authors' recipe against raygan's step, side by side, same device.
+"""GAN training throughput: the authors' recipe against raygan's step, one change per row, same device.
 
-Both sides run `raygan.train.step.gan_step` (Eq. 1: one D step, one G step with the classifier
-term) on the same networks, with random weights and random "real" images already on the device:
+Every row runs `raygan.train.step.gan_step` (Eq. 1: one D step, one G step with the classifier
+term) on the same networks, with random weights and random "real" images already on the device.
+Each row changes one thing from the row above, so each factor's gain is visible:
 
-- authors' recipe: the paper's networks (generator "acgan", 128 px; VGG16-bn classifier), fp32,
-  batch 32, eager, contiguous (NCHW) tensors;
-- raygan: the same networks with the `paper` preset's recipe: its batch size, bf16 autocast,
-  channels_last and torch.compile (each only on CUDA; a CPU run is fp32 eager on both sides).
+1. authors' recipe: the paper's networks (generator "acgan", 128 px; VGG16-bn classifier), fp32,
+   batch 32, eager, contiguous (NCHW) tensors, lr 2e-4;
+2. + the `paper` preset's batch size;
+3. + bf16 autocast (CUDA only);
+4. + channels_last (CUDA only);
+5. + torch.compile (CUDA only);
+6. = raygan's recipe: the preset's other settings too (learning rates, class weight, the
+   minimal-change term), which change the loss, not the kernels.
+
+Rows whose change applies only on CUDA are left out of a CPU run (they would time the row above).
 
 Reported per side: images/s, step time, FLOPs per image of one training step (counted with
 torch.utils.flop_counter.FlopCounterMode on an eager step: forward and backward of G, D and C),
@@ -79,15 +86,26 @@ class SideResult:
     mfu_vs_measured_matmul: float | None  # tflops / 798 (the measured bf16 matmul rate); None off CUDA
 
 
-def _sides(quick: bool) -> tuple[Side, Side]:
-    """The two recipes: paper networks (or the tiny preset's with --quick) on both sides."""
+def _sides(quick: bool, device: torch.device) -> list[Side]:
+    """The authors' recipe, then one change per row up to raygan's: paper networks (tiny with --quick)."""
     paper, tiny = preset("paper"), preset("tiny")
     nets = tiny if quick else paper
-    authors = dataclasses.replace(nets.train, batch_size=AUTHORS_BATCH, lr_g=2e-4, lr_d=2e-4, precision="fp32",
-                                  channels_last=False, compile=False)
+    authors = dataclasses.replace(paper.train, batch_size=AUTHORS_BATCH, lr_g=2e-4, lr_d=2e-4, precision="fp32",
+                                  channels_last=False, compile=False, class_weight=1.0, change_weight=0.0)
     ours = dataclasses.replace(paper.train, batch_size=nets.train.batch_size if quick else paper.train.batch_size)
     arch = nets.classifier.arch
-    return Side("authors", nets.gan, authors, arch), Side("raygan", nets.gan, ours, arch)
+    cuda = device.type == "cuda"
+    rows = [Side("authors", nets.gan, authors, arch)]
+    steps = [("+batch", {"batch_size": ours.batch_size}, True), ("+bf16", {"precision": ours.precision}, cuda),
+             ("+channels_last", {"channels_last": ours.channels_last}, cuda),
+             ("+compile", {"compile": ours.compile}, cuda)]
+    current = authors
+    for name, change, applies in steps:
+        current = dataclasses.replace(current, **change)
+        if applies:
+            rows.append(Side(name, nets.gan, current, arch))
+    rows.append(Side("raygan", nets.gan, dataclasses.replace(ours, compile=ours.compile and cuda), arch))
+    return rows
 
 
 def _build(side: Side, device: torch.device, *, seed: int) -> tuple[GanModels, Any, Any]:
@@ -201,30 +219,36 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # both sides: fixed shapes, pick the fastest kernels
 
-    prepared = [prepare_side(side, device, warmup=warmup, seed=args.seed) for side in _sides(args.quick)]
+    prepared = [prepare_side(side, device, warmup=warmup, seed=args.seed) for side in _sides(args.quick, device)]
     rounds: list[list[float]] = [[] for _ in prepared]
     for _ in range(args.rounds):  # A, B, A, B, ...: drifts in machine load hit both sides alike
         for times, p in zip(rounds, prepared):
             times.append(time_steps(p, device, steps=steps))
     results = [summarise(p, device, seconds=sorted(t)[len(t) // 2], steps=steps * args.rounds)
                for p, t in zip(prepared, rounds)]
-    authors, ours = results
+    authors, ours = results[0], results[-1]
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     networks = "tiny" if args.quick else "paper"
     print(f"GAN training step on {device_name} (torch {torch.__version__}); {networks} networks; {warmup} warm-up "
           f"steps, then {args.rounds} alternating rounds of {steps} timed steps per side (median round)")
-    print(f"{'side':8s} {'batch':>5s} {'prec':>5s} {'NHWC':>5s} {'compile':>7s} {'ms/step':>9s} {'img/s':>9s} "
-          f"{'GFLOP/img':>9s} {'TFLOP/s':>8s} {'MFU':>6s}")
-    for r in results:
+    print(f"{'row':15s} {'batch':>5s} {'prec':>5s} {'NHWC':>5s} {'compile':>7s} {'ms/step':>9s} {'img/s':>9s} "
+          f"{'vs above':>8s} {'GFLOP/img':>9s} {'TFLOP/s':>8s} {'MFU':>6s}")
+    steps_up = []
+    for i, r in enumerate(results):
         mfu = f"{r.mfu:.1%}" if r.mfu is not None else "n/a"
-        print(f"{r.name:8s} {r.batch_size:5d} {r.precision:>5s} {str(r.channels_last):>5s} {str(r.compiled):>7s} "
-              f"{r.step_ms:9.2f} {r.images_per_s:9.1f} {r.gflop_per_image:9.2f} {r.tflops:8.3f} {mfu:>6s}")
+        up = r.images_per_s / results[i - 1].images_per_s if i else 1.0
+        steps_up.append(up)
+        print(f"{r.name:15s} {r.batch_size:5d} {r.precision:>5s} {str(r.channels_last):>5s} {str(r.compiled):>7s} "
+              f"{r.step_ms:9.2f} {r.images_per_s:9.1f} {up:7.2f}x {r.gflop_per_image:9.2f} {r.tflops:8.3f} {mfu:>6s}")
+    if device.type != "cuda":
+        print("(bf16, channels_last and torch.compile apply on CUDA only: their rows are left out on this device)")
     ratio = ours.images_per_s / authors.images_per_s
     print(f"raygan / authors: {ratio:.2f}x images/s")
     result = {
         "benchmark": "train_throughput", "device": device_name, "torch": torch.__version__, "quick": args.quick,
         "networks": networks, "warmup": warmup, "steps_per_round": steps, "rounds": args.rounds,
         "authors": dataclasses.asdict(authors), "raygan": dataclasses.asdict(ours), "speedup": ratio,
+        "rows": [{**dataclasses.asdict(r), "vs_row_above": up} for r, up in zip(results, steps_up)],
         "peak_bf16_tflops": _peak_tflops(device),
         "measured_matmul_tflops": MEASURED_MATMUL_TFLOPS if device.type == "cuda" else None,
     }
