@@ -13,7 +13,7 @@ seeds, then images (`raygan.metrics.bootstrap`). Speed: explanation seconds per 
 in the same process (attributions on both sides, so the difference is the inversion).
 
 K is the preset inversion's `encoder_steps` unless --encoder-steps says otherwise; no setting is
-chosen on these cells. Cell results go to `<out>/cells/*.json` (a rerun skips finished cells);
+chosen on these cells. The cells skip the counterfactual-term ablation (`make fidelity` reports it). Cell results go to `<out>/cells/*.json` (a rerun skips finished cells);
 the last line is `RESULT {json}`. Outside `make fidelity`'s budget: about 12 cell-minutes per cell
 on one core of the 2-core CI machine.
 """
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     cells = tuple(tuple(c.split(":")) for c in args.cells.split(","))
     config = BenchmarkConfig(out=args.out, docs=None, seeds=tuple(int(s) for s in args.seeds.split(",")),
                              cells=cells, workers=args.workers, encoder_epochs=args.encoder_epochs,  # type: ignore[arg-type]
-                             encoder_steps=args.encoder_steps, **sizes)
+                             encoder_steps=args.encoder_steps, ablation=False, **sizes)
     results, reused = run_cells(config)
     table = compare(results)
     for name, row in table.items():

@@ -459,17 +459,16 @@ def _encoder_pass(g: Any, c: FrozenClassifier, encoders: list[tuple[Any, str, fl
 
 
 def _choose_k(rows: dict[str, Any]) -> tuple[int | None, str]:
-    """The smallest K whose row meets every measurable target (on the choice split), else the K that meets
-    the most (ties: the smaller K)."""
-    def met(row: dict[str, Any]) -> int:
-        return sum(bool(v) for v in row["targets_met"].values())
-
+    """K from the rows measured on the choice split: the smallest K that met every measurable target; else
+    the largest K that still met the speed target (the best quality the speed target allows); else the fastest."""
     full = [r for r in rows.values() if all(v is not False for v in r["targets_met"].values())]
     if full:
-        best = min(full, key=lambda r: r["encoder_steps"])
-        return best["encoder_steps"], "the smallest K that met every target on the choice split"
-    best = max(rows.values(), key=lambda r: (met(r), -r["encoder_steps"]))
-    return best["encoder_steps"], "no K met every target on the choice split: the K that met the most"
+        return min(r["encoder_steps"] for r in full), "the smallest K that met every target on the choice split"
+    fast = [r for r in rows.values() if r["targets_met"]["speed"]]
+    if fast:
+        return max(r["encoder_steps"] for r in fast), ("no K met every target on the choice split: the largest K "
+                                                       "that met the speed target")
+    return min(r["encoder_steps"] for r in rows.values()), "no K met the speed target: the fastest"
 
 
 def _print_pooled(rows: dict[str, Any]) -> None:

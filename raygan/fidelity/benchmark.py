@@ -53,6 +53,7 @@ class BenchmarkConfig:
     gan_cap_s: float = 480.0  # the GAN stops after the epoch that crosses this
     workers: int = 2  # cells run at once, one torch thread each
     quick: bool = False  # the development run: writes fidelity-quick.{json,md} and the ratio it would choose
+    ablation: bool = True  # every cell also explains with the counterfactual term off
     encoder_epochs: int = 0  # > 0: every cell also trains the encoder and explains from it (benchmarks/encoder_fidelity.py)
     encoder_steps: int | None = None  # its K refinement steps (None: the preset's)
 
@@ -65,7 +66,8 @@ def cell_configs(config: BenchmarkConfig) -> list[CellConfig]:
     return [CellConfig(world=world, shortcut_kind=kind, seed=seed, phantoms=config.phantoms, explain=config.explain,
                        classifier_epochs=config.classifier_epochs, gan_epochs=config.gan_epochs,
                        classifier_cap_s=config.classifier_cap_s, gan_cap_s=config.gan_cap_s,
-                       encoder_epochs=config.encoder_epochs, encoder_steps=config.encoder_steps)
+                       ablation=config.ablation, encoder_epochs=config.encoder_epochs,
+                       encoder_steps=config.encoder_steps)
             for seed in config.seeds for world, kind in config.cells]
 
 
