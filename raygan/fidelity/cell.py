@@ -75,7 +75,7 @@ class CellResult:
     method: dict[str, Any]  # the preset's configs under test (asdict)
     sizes: dict[str, int]  # train / test / explained / carriers counts
     seconds: dict[str, float]  # per stage
-    epochs: dict[str, int]  # epochs actually run: classifier, judge, gan
+    epochs: dict[str, int]  # epochs actually run: classifier, judge, gan (and encoder, when the cell trains one)
     accuracy: dict[str, float]  # test accuracy of the classifier and the judge, their agreement
     reliance: dict[str, dict[str, float]]  # cue -> Reliance fields (value, flipped, p_with, p_without, count)
     consistency: dict[str, float]  # class consistency under C and under the judge
@@ -216,9 +216,11 @@ ENCODER = "raygan_swap_encoder"  # the audit map from the encoder's inversion (E
 
 def _encoder_rows(config: CellConfig, preset: Preset, train: PhantomSet, sample: PhantomSet, generator: Any,
                   classifier: Any, judge: Any, inversion: Any, per_image: dict[str, Any], scores: dict[str, Any],
-                  seconds: dict[str, float], log: Log, t: float, *, real: tuple[torch.Tensor, torch.Tensor]) -> float:
+                  seconds: dict[str, float], log: Log, t: float, *, real: tuple[torch.Tensor, torch.Tensor]
+                  ) -> tuple[float, int]:
     """Train the encoder on the training split and explain `sample` from E(x): the swap map's scores, the
-    counterfactual's, and the scoring path's, beside the shipped optimisation's (same images, same G and C)."""
+    counterfactual's, and the scoring path's, beside the shipped optimisation's (same images, same G and C).
+    Returns (the time it finished, the encoder's epochs run)."""
     from raygan.explain.explainer import Explainer
     from raygan.scoring import ExplanationArrays, score
     from raygan.train.local import fit_encoder
@@ -227,7 +229,6 @@ def _encoder_rows(config: CellConfig, preset: Preset, train: PhantomSet, sample:
     encoder, fit = fit_encoder(train.images, generator, classifier, config=cfg, inversion=inversion,
                                positive_fraction=preset.train.positive_fraction, cap_s=config.encoder_cap_s, log=log)
     seconds["encoder_train"] = time.perf_counter() - t
-    seconds["encoder_epochs"] = float(fit.epochs)
     t = time.perf_counter()
     steps = inversion.encoder_steps if config.encoder_steps is None else config.encoder_steps
     explainer = Explainer(generator, classifier, inversion=replace(inversion, encoder_steps=steps),
@@ -243,7 +244,7 @@ def _encoder_rows(config: CellConfig, preset: Preset, train: PhantomSet, sample:
     scores["raygan_encoder"]["encoder_steps"] = steps
     log(f"    encoder ({fit.epochs} epochs, {seconds['encoder_train']:.0f} s): explained {len(sample)} in "
         f"{seconds['explain_encoder']:.1f} s against {seconds['explain']:.1f} s from scratch")
-    return time.perf_counter()
+    return time.perf_counter(), fit.epochs
 
 
 def run_cell(config: CellConfig, *, preset: Preset, log: Log = print) -> CellResult:
@@ -328,8 +329,9 @@ def run_cell(config: CellConfig, *, preset: Preset, log: Log = print) -> CellRes
             ExplanationArrays.of(ablated), judge=judge, classifier=classifier, negatives=negatives,
             positives=positives, seed=config.seed))
     t = tick("score", t)
+    epochs = {"classifier": c_epochs, "judge": j_epochs, "gan": gan_fit.epochs}
     if config.encoder_epochs > 0:
-        t = _encoder_rows(config, preset, train, sample, generator, classifier, judge, inversion, per_image, scores,
+        t, epochs["encoder"] = _encoder_rows(config, preset, train, sample, generator, classifier, judge, inversion, per_image, scores,
                           seconds, log, t, real=(negatives, positives))
     return CellResult(
         config=config,
@@ -341,7 +343,7 @@ def run_cell(config: CellConfig, *, preset: Preset, log: Log = print) -> CellRes
                "explained_with_lesions": int(sample.has_lesions.sum()),
                "test_with_shortcut": int(test.has_shortcut.sum()), "test_with_lesions": int(test.has_lesions.sum())},
         seconds=seconds,
-        epochs={"classifier": c_epochs, "judge": j_epochs, "gan": gan_fit.epochs},
+        epochs=epochs,
         accuracy={"classifier": acc, "judge": judge_acc,
                   "agreement": float(((p_test > 0.5) == (p_judge > 0.5)).double().mean())},
         reliance=relies,

@@ -90,4 +90,4 @@ def test_tiny_cell_with_the_encoder_explains_the_same_phantoms_from_e_of_x() -> 
     assert all(len(v) == 8 for v in result.per_image[ENCODER].values())
     assert result.scores["raygan_encoder"]["encoder_steps"] == 2
     assert result.scores["raygan_encoder"]["mean_steps"] <= 2 < result.scores["raygan"]["mean_steps"]
-    assert result.seconds["encoder_epochs"] == 1 and result.seconds["explain_encoder"] > 0
+    assert result.epochs["encoder"] == 1 and result.seconds["explain_encoder"] > 0
