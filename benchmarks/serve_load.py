@@ -136,7 +136,7 @@ def measure(bundle: str, args: argparse.Namespace, levels: list[int], images: li
 
     label = "from scratch" if no_encoder else "as the bundle says"
     batches = sorted({min(c, args.max_batch_size) for c in levels})
-    direct_images = images if args.quick else images * 2
+    direct_images = (images * 4)[:args.direct_images] if args.direct_images else images if args.quick else images * 2
 
     def direct(when: str) -> dict[int, float]:
         out = {}
@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="inversion steps (default: the preset's)")
     parser.add_argument("--concurrency", default="1,2,4,8,16,32,64", help="comma-separated levels")
     parser.add_argument("--requests", type=int, default=32, help="requests per level")
+    parser.add_argument("--direct-images", type=int, default=None,
+                        help="images per direct measurement (default 32; 16 with --quick); fewer bounds a slow "
+                        "from-scratch side")
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--batch-wait", type=float, default=0.1, help="the service's batch_wait_timeout_s")
     parser.add_argument("--threads", type=int, default=1,
