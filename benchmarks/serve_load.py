@@ -1,7 +1,7 @@
 """Load test of the explanation service vs the same Explainer called directly, at equal work and resources.
 
     python benchmarks/serve_load.py [--quick] [--bundle URI | --preset tiny --steps N] [--concurrency 1,2,4,...]
-                                    [--compare-encoder]
+                                    [--compare-encoder] [--data URI [--split test]]
 
 Starts a local Ray Serve app of the service (raygan.service.app) on a free loopback port, sends a
 bounded number of POST /v1/explain requests (multipart PNG, `?pictures=none`: the numbers only,
@@ -18,13 +18,18 @@ twice in one run, from the encoder (E(x) + encoder_steps refinement steps) and w
 ratio (issue 14's target: the encoder at least 5x lower).
 
 Without --bundle, an untrained bundle of the preset is made in a temporary directory (the
-timings do not depend on the weights).
+timings do not depend on the weights). The requests send 16 images: with --data, the stored image
+bytes of the first 16 rows of --split (what a user would upload; a trained bundle's optimisation
+and encoder behave on them as on the data they were trained for); without it, 16 PNGs of uniform
+noise, which suit an untrained bundle but not a trained one (an optimisation from scratch that
+cannot fit noise stops early, and noise is far from anything an encoder was trained on).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import os
 import socket
@@ -75,6 +80,17 @@ def pngs(n: int, size: int) -> list[bytes]:
         Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8)).save(buf, format="PNG")
         out.append(buf.getvalue())
     return out
+
+
+def shard_images(uri: str, *, split: str, n: int) -> list[bytes]:
+    """The stored image bytes of the first `n` rows of `split` of the input shards at `uri`."""
+    from raygan.data.shards import read_table
+    from raygan.data.splits import filter_split
+
+    table = filter_split(read_table(uri, columns=["image_id", "image"]), split).slice(0, n)
+    if table.num_rows < n:
+        raise SystemExit(f"--data {uri}: split {split} has {table.num_rows} rows, {n} needed")
+    return [bytes(b) for b in table["image"].to_pylist()]
 
 
 def direct_throughput(bundle_uri: str, images: list[bytes], *, batch: int, threads: int, attributions: bool,
@@ -136,7 +152,8 @@ def measure(bundle: str, args: argparse.Namespace, levels: list[int], images: li
 
     label = "from scratch" if no_encoder else "as the bundle says"
     batches = sorted({min(c, args.max_batch_size) for c in levels})
-    direct_images = (images * 4)[:args.direct_images] if args.direct_images else images if args.quick else images * 2
+    n_direct = args.direct_images or (len(images) if args.quick else 2 * len(images))
+    direct_images = list(itertools.islice(itertools.cycle(images), n_direct))  # the request images, repeated as needed
 
     def direct(when: str) -> dict[int, float]:
         out = {}
@@ -149,7 +166,7 @@ def measure(bundle: str, args: argparse.Namespace, levels: list[int], images: li
         return out
 
     before = direct("before")
-    ray.init(num_cpus=args.threads + 4, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=args.threads + 4, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -197,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads, both sides (1: on a small shared CPU box more threads thrash)")
     parser.add_argument("--no-attributions", action="store_true")
+    parser.add_argument("--data", default=None,
+                        help="input shards whose --split images the requests send (default: uniform noise PNGs)")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"),
+                        help="split of --data the images come from (default test)")
     parser.add_argument("--compare-encoder", action="store_true",
                         help="also run from scratch (no_encoder) and compare concurrency-1 latency; needs a bundle "
                         "with an encoder")
@@ -208,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare_encoder and 1 not in levels:
         levels = [1, *levels]
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Loopback only (Ray would otherwise rewrite 127.0.0.1 to the machine's outward address and listen there).
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # Ray starts its workers at niceness +15: on a machine with other work the replica would get less CPU
+    # than the direct side in this process. Same priority on both sides.
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    # Serve's proxy must pass its readiness check in 5 s by default, which a busy 2-core machine can miss.
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle = args.bundle or make_bundle(Path(tmp), preset_name=args.preset, steps=args.steps)
@@ -217,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare_encoder and "encoder" not in meta:
             parser.error(f"--compare-encoder: the bundle at {bundle} has no encoder (raygan train-encoder)")
         size = meta["gan"]["image_size"]
-        images = pngs(16, size)
+        images = shard_images(args.data, split=args.split, n=16) if args.data else pngs(16, size)
         runs = [measure(bundle, args, levels, images, no_encoder=False)]
         if args.compare_encoder:
             runs.append(measure(bundle, args, levels, images, no_encoder=True))
@@ -227,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         "steps": meta["inversion"]["steps"], "encoder_steps": meta["inversion"].get("encoder_steps"),
         "encoder": "encoder" in meta, "attributions": not args.no_attributions,
         "max_batch_size": args.max_batch_size, "batch_wait_timeout_s": args.batch_wait, "threads": args.threads,
-        "pictures": "none", "levels": rows, "min_ratio": min(r["ratio"] for r in rows), "target": 0.8,
+        "pictures": "none", "images": f"{args.data}, split {args.split}" if args.data else "uniform noise PNGs",
+        "levels": rows, "min_ratio": min(r["ratio"] for r in rows), "target": 0.8,
         "cpu_count": os.cpu_count(),
     }
     print("service / direct at the same concurrency: " + ", ".join(f"c={r['concurrency']} {r['ratio']:.2f}"
