@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from raygan.data.shards import write_shards
+from raygan.data.splits import split_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,3 +49,17 @@ def test_encoder_fidelity_pairs_the_encoder_with_the_shipped_optimisation(tmp_pa
     assert row["seeds"] == [1] and row["shortcut_mass"]["encoder_minus_shipped"]["n"] > 0
     assert set(row["scores"]) == {"shipped", "encoder"} and row["seconds_per_image"]["speed_ratio"][0] > 0
     assert row["mass_no_worse"] in (True, False)
+
+
+def test_serve_load_sends_the_stored_bytes_of_the_split_it_is_given(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("serve_load", ROOT / "benchmarks" / "serve_load.py")
+    assert spec is not None and spec.loader is not None
+    serve_load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(serve_load)
+    rows = [{"image_id": f"img-{i}", "image": b"png-%d" % i, "label": i % 2} for i in range(60)]
+    write_shards(rows, str(tmp_path / "shards"), rows_per_shard=25)
+    test_rows = [r["image"] for r in rows if split_of(r["image_id"]) == "test"]
+    assert len(test_rows) >= 2
+    assert serve_load.shard_images(str(tmp_path / "shards"), split="test", n=2) == test_rows[:2]
+    with pytest.raises(SystemExit, match="split test has"):
+        serve_load.shard_images(str(tmp_path / "shards"), split="test", n=len(test_rows) + 1)
