@@ -199,6 +199,8 @@ def measure(bundle: str, args: argparse.Namespace, levels: list[int], images: li
 
 
 def main(argv: list[str] | None = None) -> int:
+    from raygan.data.splits import SPLITS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny preset, few steps, three levels, few requests")
     parser.add_argument("--bundle", default=None, help="an existing bundle (default: an untrained one of --preset)")
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-attributions", action="store_true")
     parser.add_argument("--data", default=None,
                         help="input shards whose --split images the requests send (default: uniform noise PNGs)")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"),
+    parser.add_argument("--split", default="test", choices=SPLITS,
                         help="split of --data the images come from (default test)")
     parser.add_argument("--compare-encoder", action="store_true",
                         help="also run from scratch (no_encoder) and compare concurrency-1 latency; needs a bundle "
