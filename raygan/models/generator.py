@@ -21,6 +21,17 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def _doubling(cin: int, cout: int, upsample: str, *, bias: bool) -> nn.Module:
+    """A layer that doubles the map's side: a k4 s2 transposed conv, or a nearest-neighbour resize and a k3 conv.
+
+    Strided transposed convolutions overlap unevenly and paint checkerboard artifacts, which the
+    counterfactual then carries into every map; resize + conv does not (Odena et al. 2016).
+    """
+    if upsample == "resize":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1, bias=bias))
+    return nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias)
+
+
 class Generator(nn.Module):
     """G(z1, z2) -> image in [-1, 1]; z1 carries structure, z2 the class (zero = negative)."""
 
@@ -52,9 +63,9 @@ class Generator(nn.Module):
             blocks = []
             width = top
             for _ in range(n_up - 1):
-                blocks += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU(True)]
+                blocks += [_doubling(width, width // 2, config.upsample, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU(True)]
                 width //= 2
-            blocks += [nn.ConvTranspose2d(width, config.channels, 4, 2, 1), nn.Tanh()]
+            blocks += [_doubling(width, config.channels, config.upsample, bias=True), nn.Tanh()]
         self.body = nn.Sequential(*blocks)
         self.apply(init_weights)
 

@@ -71,3 +71,27 @@ def test_dcgan_rejects_non_power_of_two() -> None:
 
     with pytest.raises(ValueError, match="power-of-two"):
         build_generator(GanConfig(image_size=48, arch="dcgan"))
+
+
+@pytest.mark.parametrize("upsample", ["transposed", "resize"])
+def test_resize_doubling_paints_no_checkerboard(upsample: str) -> None:
+    """A flat feature map stays flat through resize + conv (away from the zero-padded border); a k4 s2
+    transposed conv gives even and odd output pixels different kernel taps, a period-2 pattern."""
+    from raygan.models.generator import _doubling
+
+    torch.manual_seed(0)
+    layer = _doubling(4, 1, upsample, bias=False)
+    with torch.no_grad():
+        out = layer(torch.ones(1, 4, 8, 8))[0, 0, 2:-2, 2:-2]  # [12, 12] interior
+    assert out.shape == (12, 12)
+    spread = float(out.max() - out.min())
+    if upsample == "resize":
+        assert spread < 1e-5, spread
+    else:
+        assert spread > 1e-3 and torch.allclose(out[::2, ::2], out[2::2, 2::2].new_full((), float(out[0, 0]))), out
+
+
+def test_small_preset_generator_doubles_by_resize() -> None:
+    g = build_generator(preset("small").gan)
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in g.modules())
+    assert sum(isinstance(m, nn.Upsample) for m in g.modules()) == 4  # 4 -> 8 -> 16 -> 32 -> 64
