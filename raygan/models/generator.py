@@ -21,15 +21,18 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def _doubling(cin: int, cout: int, upsample: str, *, bias: bool) -> nn.Module:
+def doubling(cin: int, cout: int, upsample: str, *, bias: bool) -> nn.Module:
     """A layer that doubles the map's side: a k4 s2 transposed conv, or a nearest-neighbour resize and a k3 conv.
 
-    Strided transposed convolutions overlap unevenly and paint checkerboard artifacts, which the
-    counterfactual then carries into every map; resize + conv does not (Odena et al. 2016).
+    A strided transposed conv gives even and odd output pixels different kernel taps, so it paints
+    checkerboard artifacts, which the counterfactual then carries into every map; resize + conv
+    does not (Odena et al. 2016).
     """
     if upsample == "resize":
         return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1, bias=bias))
-    return nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias)
+    if upsample == "transposed":
+        return nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias)
+    raise ValueError(f"upsample must be 'transposed' or 'resize', got {upsample!r}")
 
 
 class Generator(nn.Module):
@@ -53,7 +56,7 @@ class Generator(nn.Module):
                 blocks += [nn.ConvTranspose2d(cin, cout, 5, 2, 0, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
             blocks += [nn.ConvTranspose2d(64, config.channels, 8, 2, 0), nn.Tanh()]
         else:
-            # DCGAN: a 4x4 map doubled by k4 s2 transposed convs up to image_size.
+            # DCGAN: a 4x4 map doubled up to image_size (k4 s2 transposed convs, or resize + k3 conv).
             n_up = int(math.log2(config.image_size)) - 2
             if 4 * 2**n_up != config.image_size or n_up < 1:
                 raise ValueError(f"'dcgan' needs a power-of-two image_size >= 8, got {config.image_size}")
@@ -63,9 +66,9 @@ class Generator(nn.Module):
             blocks = []
             width = top
             for _ in range(n_up - 1):
-                blocks += [_doubling(width, width // 2, config.upsample, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU(True)]
+                blocks += [doubling(width, width // 2, config.upsample, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU(True)]
                 width //= 2
-            blocks += [_doubling(width, config.channels, config.upsample, bias=True), nn.Tanh()]
+            blocks += [doubling(width, config.channels, config.upsample, bias=True), nn.Tanh()]
         self.body = nn.Sequential(*blocks)
         self.apply(init_weights)
 

@@ -77,10 +77,10 @@ def test_dcgan_rejects_non_power_of_two() -> None:
 def test_resize_doubling_paints_no_checkerboard(upsample: str) -> None:
     """A flat feature map stays flat through resize + conv (away from the zero-padded border); a k4 s2
     transposed conv gives even and odd output pixels different kernel taps, a period-2 pattern."""
-    from raygan.models.generator import _doubling
+    from raygan.models.generator import doubling
 
     torch.manual_seed(0)
-    layer = _doubling(4, 1, upsample, bias=False)
+    layer = doubling(4, 1, upsample, bias=False)
     with torch.no_grad():
         out = layer(torch.ones(1, 4, 8, 8))[0, 0, 2:-2, 2:-2]  # [12, 12] interior
     assert out.shape == (12, 12)
