@@ -2,7 +2,11 @@
 counterfactual swap map, Grad-CAM and Integrated Gradients.
 
 Every map is [N, 1, H, W], non-negative, scaled to [0, 1] by its own maximum (an all-zero map
-stays zero). Grad-CAM and IG come from captum, imported inside the functions (the bare GPU
+stays zero). The maps that carry a sign in their own definition (the swap map's window drops, IG's and
+the traversal attribution's contributions to the log-odds) can also be asked for `signed=True`:
+[N, 1, H, W] in [-1, 1], scaled by the largest magnitude, negative where a pixel's change speaks
+against the target. The fidelity benchmark's verdict reads those, because reliance is a signed mean
+(a cue that raises the call in one image and lowers it in the next is not relied on). Grad-CAM and IG come from captum, imported inside the functions (the bare GPU
 machine has no captum; it is the optional `raygan[attributions]`). Both explain the target class
 through the FrozenClassifier, so the classifier's own resizing and normalisation are part of
 what is differentiated; the score they attribute is the target's log-odds, log p / (1 - p) (for
@@ -42,6 +46,13 @@ def normalise(maps: torch.Tensor) -> torch.Tensor:
     """Per-image max-normalisation of non-negative maps [N, 1, H, W] to [0, 1]."""
     assert maps.ndim == 4 and maps.shape[1] == 1, maps.shape  # [N, 1, H, W]
     peak = maps.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
+    return torch.where(peak > 0, maps / peak.clamp_min(1e-12), torch.zeros_like(maps))
+
+
+def normalise_signed(maps: torch.Tensor) -> torch.Tensor:
+    """Per-image scaling of signed maps [N, 1, H, W] to [-1, 1] by their largest magnitude (zero stays zero)."""
+    assert maps.ndim == 4 and maps.shape[1] == 1, maps.shape  # [N, 1, H, W]
+    peak = maps.flatten(1).abs().amax(dim=1).view(-1, 1, 1, 1)
     return torch.where(peak > 0, maps / peak.clamp_min(1e-12), torch.zeros_like(maps))
 
 
@@ -148,7 +159,7 @@ def gradcam(classifier: FrozenClassifier, images: torch.Tensor) -> torch.Tensor:
     return normalise(F.relu(cam.float().sum(dim=1, keepdim=True)))  # [N, 1, H, W]
 
 
-def path_attribution(classifier: FrozenClassifier, frames: torch.Tensor) -> torch.Tensor:
+def path_attribution(classifier: FrozenClassifier, frames: torch.Tensor, *, signed: bool = False) -> torch.Tensor:
     """Integrated gradients along the latent traversal: which of the pixels the traversal changes moved C.
 
     frames [N, F, C, H, W] are G(z1, alpha_n * d) from the counterfactual (alpha = 0) to the walked
@@ -157,7 +168,8 @@ def path_attribution(classifier: FrozenClassifier, frames: torch.Tensor) -> torc
     map's total is the log-odds change along the walk (completeness, Sundararajan et al. 2017) and a
     pixel scores only where the generator changed it AND the classifier's decision responded to
     that change. The path stays on the generator's image manifold, unlike IG's straight line from
-    a black image. Absolute value, summed over channels, normalised -> [N, 1, H, W] in [0, 1].
+    a black image. Absolute value, summed over channels, normalised -> [N, 1, H, W] in [0, 1]
+    (`signed`: summed over channels without the absolute value -> [-1, 1]).
     """
     assert frames.ndim == 5 and frames.shape[1] >= 2, frames.shape  # [N, F, C, H, W]
     n, f = frames.shape[:2]
@@ -168,6 +180,8 @@ def path_attribution(classifier: FrozenClassifier, frames: torch.Tensor) -> torc
     g = grads.view(n, f, *frames.shape[2:])  # [N, F, C, H, W]
     steps = frames[:, 1:].float() - frames[:, :-1].float()  # [N, F-1, C, H, W]
     total = (steps * (g[:, 1:] + g[:, :-1]) / 2).sum(dim=1)  # [N, C, H, W]
+    if signed:
+        return normalise_signed(total.sum(dim=1, keepdim=True))
     return normalise(total.abs().sum(dim=1, keepdim=True))
 
 
@@ -178,7 +192,7 @@ def _windows(size: int, grid: int) -> tuple[int, int]:
 
 
 def swap_attribution(classifier: FrozenClassifier, images: torch.Tensor, counterfactuals: torch.Tensor, *,
-                     grid: int = 16, chunk: int = 256) -> torch.Tensor:
+                     grid: int = 16, chunk: int = 256, signed: bool = False) -> torch.Tensor:
     """Which parts of the image the decision rests on, by swapping them for the counterfactual's.
 
     For every window w of a grid of about grid x grid half-overlapping squares, x_w is x with w's pixels replaced by
@@ -191,6 +205,11 @@ def swap_attribution(classifier: FrozenClassifier, images: torch.Tensor, counter
     difference map it scores only the changes C responds to, and unlike Grad-CAM or IG it needs only
     forward passes (any model, TorchScript included): about grid^2 of them per image (225 at 64 px); per
     image, so the result does not depend on the batch. -> [N, 1, H, W] in [0, 1].
+
+    `signed`: every window's drop is shared as it is, negative where the swap raises the log-odds
+    (the window held evidence against the target) -> [N, 1, H, W] in [-1, 1]. Its net share on a region
+    is what the fidelity verdict reads: a cue whose removal lowers the call in some images and raises it
+    in others nets out, where the positive map would count only the first.
     """
     assert images.ndim == 4 and images.shape == counterfactuals.shape, (
         images.shape, counterfactuals.shape)  # [N, C, H, W] both
@@ -217,18 +236,21 @@ def swap_attribution(classifier: FrozenClassifier, images: torch.Tensor, counter
                 swapped = x[i:i + 1] * (1 - m) + cf[i:i + 1] * m  # [B, C, H, W]
                 lp, lnp = log_p_and_log_not_p(classifier, swapped)
                 drops.append(base[i] - (lp - lnp))
-            drop = torch.cat(drops).clamp_min(0).float()  # [L]
+            drop = torch.cat(drops).float()  # [L]
+            if not signed:
+                drop = drop.clamp_min(0)  # evidence for the target only
             share = masks * change[i:i + 1]  # [L, 1, H, W]: each window's changed pixels
             share = share / share.flatten(1).sum(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
             out[i] = (share * drop.view(-1, 1, 1, 1)).sum(dim=0)
-    return normalise(out)
+    return normalise_signed(out) if signed else normalise(out)
 
 
-def integrated_gradients(classifier: FrozenClassifier, images: torch.Tensor, *, steps: int = 32) -> torch.Tensor:
+def integrated_gradients(classifier: FrozenClassifier, images: torch.Tensor, *, steps: int = 32,
+                         signed: bool = False) -> torch.Tensor:
     """Integrated Gradients (captum) of the target class from the all-black image (-1) -> [N, 1, H, W] in [0, 1].
 
-    Absolute attributions, summed over channels, normalised. Needs only input gradients, so it
-    runs on TorchScript models too.
+    Absolute attributions, summed over channels, normalised (`signed`: captum's signed attributions
+    summed over channels -> [-1, 1]). Needs only input gradients, so it runs on TorchScript models too.
     """
     from captum.attr import IntegratedGradients
 
@@ -238,6 +260,8 @@ def integrated_gradients(classifier: FrozenClassifier, images: torch.Tensor, *, 
         ig = IntegratedGradients(PositiveLogOdds(classifier))
         attr = ig.attribute(x, baselines=torch.full_like(x, -1.0), n_steps=steps,
                             internal_batch_size=max(1, x.shape[0]) * min(steps, 8))
+    if signed:
+        return normalise_signed(attr.detach().sum(dim=1, keepdim=True).float())  # [N, 1, H, W]
     return normalise(attr.detach().abs().sum(dim=1, keepdim=True).float())  # [N, 1, H, W]
 
 
@@ -248,6 +272,6 @@ def last_conv(classifier: FrozenClassifier) -> nn.Module:
 
 __all__ = [
     "CAPTUM_MISSING", "GradCamUnavailable", "MAP_NAMES", "PATH_MAP", "PositiveLogOdds", "difference_map", "gradcam",
-    "gradcam_layer", "integrated_gradients", "last_conv", "normalise", "path_attribution", "SWAP_MAP",
+    "gradcam_layer", "integrated_gradients", "last_conv", "normalise", "normalise_signed", "path_attribution", "SWAP_MAP",
     "swap_attribution", "unavailable_maps",
 ]

@@ -146,13 +146,15 @@ def explain_all(explainer: Any, phantoms: PhantomSet, *, batch: int) -> list[Any
     return out
 
 
-def map_scores(maps: torch.Tensor, phantoms: PhantomSet) -> dict[str, list[float]]:
+def map_scores(maps: torch.Tensor, phantoms: PhantomSet, *, signed: torch.Tensor | None = None) -> dict[str, list[float]]:
     """Per-image ground-truth scores of maps [N, 1, S, S] on `phantoms` (nan where a score does not apply).
 
     shortcut_mass / shortcut_chance: the map's share of mass on the shortcut and the shortcut's
     area share (carriers only); lesion_auprc / lesion_chance: AUPRC of map-ranked pixels against the
     lesion mask and the mask's area share (lesion carriers only); twin_shortcut / twin_lesions:
-    Spearman rho of the map with |x - twin without the cue|.
+    Spearman rho of the map with |x - twin without the cue|; shortcut_net: the net share of the
+    method's signed map on the shortcut, sum on the shortcut / sum of magnitudes (`signed`, [N, 1, S, S],
+    for methods whose attribution carries a sign; otherwise the same as shortcut_mass), which the verdict reads.
     """
     from raygan.metrics.localisation import average_precision
     from raygan.metrics.stats import spearman_rows
@@ -161,7 +163,9 @@ def map_scores(maps: torch.Tensor, phantoms: PhantomSet) -> dict[str, list[float
     flat = maps.detach().float().flatten(1).cpu()  # [N, P]
     nan = [math.nan] * n
     out = {k: list(nan) for k in ("shortcut_mass", "shortcut_chance", "lesion_auprc", "lesion_chance",
-                                  "twin_shortcut", "twin_lesions")}
+                                  "twin_shortcut", "twin_lesions", "shortcut_net")}
+    net = None if signed is None else signed.detach().float().flatten(1).cpu()  # [N, P]
+    assert net is None or net.shape == flat.shape, (signed.shape, maps.shape)  # type: ignore[union-attr]
     effects = {cue: (phantoms.images - phantoms.twins[cue]).abs().flatten(1) for cue in ("shortcut", "lesions")}
     rho = {cue: spearman_rows(flat, effects[cue]) for cue in effects}
     for i in range(n):
@@ -170,6 +174,11 @@ def map_scores(maps: torch.Tensor, phantoms: PhantomSet) -> dict[str, list[float
             region = phantoms.shortcut_masks[i].flatten()
             out["shortcut_chance"][i] = float(region.double().mean())
             out["shortcut_mass"][i] = float(flat[i][region].sum()) / total if total > 0 else math.nan
+            if net is None:
+                out["shortcut_net"][i] = out["shortcut_mass"][i]
+            else:
+                size = float(net[i].abs().sum())
+                out["shortcut_net"][i] = float(net[i][region].sum()) / size if size > 0 else math.nan
             out["twin_shortcut"][i] = float(rho["shortcut"][i])
         if bool(phantoms.has_lesions[i]):
             region = phantoms.lesion_masks[i].flatten()
@@ -211,6 +220,29 @@ def counterfactual_scores(explained: list[Any], phantoms: PhantomSet) -> dict[st
     }
 
 
+def _signed_swap(classifier: Any, sample: PhantomSet, explained: list[Any]) -> torch.Tensor:
+    """The signed counterfactual swap map of `sample` with its explanations' counterfactuals, [N, 1, S, S] on the CPU."""
+    from raygan.explain.attribution import swap_attribution
+
+    device = classifier.mean.device
+    counterfactuals = torch.stack([e.counterfactual for e in explained]).to(device)
+    return swap_attribution(classifier, sample.images.to(device), counterfactuals, signed=True).cpu()
+
+
+def signed_maps(classifier: Any, sample: PhantomSet, explained: list[Any]) -> dict[str, torch.Tensor]:
+    """method -> its signed map where the method's attribution carries a sign (the swap map, the traversal
+    attribution, IG); Grad-CAM (ReLU'd by definition) and the difference map (a magnitude) have none."""
+    from raygan.explain.attribution import integrated_gradients, path_attribution
+
+    device = classifier.mean.device
+    frames = torch.stack([e.traversal_frames for e in explained]).to(device)
+    out = {"raygan_swap": _signed_swap(classifier, sample, explained),
+           "raygan_path": path_attribution(classifier, frames, signed=True).cpu()}
+    if "ig" in explained[0].maps:  # captum installed and the map computed
+        out["ig"] = integrated_gradients(classifier, sample.images.to(device), signed=True).cpu()
+    return out
+
+
 ENCODER = "raygan_swap_encoder"  # the audit map from the encoder's inversion (E(x) + K steps): issue 14's row
 
 
@@ -235,7 +267,8 @@ def _encoder_rows(config: CellConfig, preset: Preset, train: PhantomSet, sample:
                           traversal=preset.traversal, device=classifier.mean.device, encoder=encoder)
     explained = explain_all(explainer, sample, batch=config.batch)
     seconds["explain_encoder"] = time.perf_counter() - t
-    per_image[ENCODER] = {**map_scores(torch.stack([e.maps["swap"] for e in explained]), sample),
+    per_image[ENCODER] = {**map_scores(torch.stack([e.maps["swap"] for e in explained]), sample,
+                                       signed=_signed_swap(classifier, sample, explained)),
                           **counterfactual_scores(explained, sample)}
     negatives, positives = real  # the test split's, as for the shipped optimisation's row
     scores["raygan_encoder"] = dataclasses.asdict(score(ExplanationArrays.of(explained), judge=judge,
@@ -308,9 +341,10 @@ def run_cell(config: CellConfig, *, preset: Preset, log: Log = print) -> CellRes
     t = tick("ablation", t)
 
     per_image = {}
+    signed = signed_maps(classifier, sample, explained)
     for method in METHODS:
         maps = torch.stack([e.maps[MAP_OF[method]] for e in explained])
-        per_image[method] = map_scores(maps, sample)
+        per_image[method] = map_scores(maps, sample, signed=signed.get(method))
     removal = counterfactual_scores(explained, sample)  # the same counterfactuals behind both of raygan's maps
     per_image["raygan"].update(removal)
     per_image[PRIMARY].update(removal)
@@ -324,7 +358,8 @@ def run_cell(config: CellConfig, *, preset: Preset, log: Log = print) -> CellRes
                                      **removal_off}
         swap_off = swap_attribution(classifier, sample.images.to(device),
                                     torch.stack([e.counterfactual for e in ablated]).to(device)).cpu()
-        per_image["raygan_swap_no_cf"] = {**map_scores(swap_off, sample), **removal_off}
+        per_image["raygan_swap_no_cf"] = {**map_scores(swap_off, sample, signed=_signed_swap(classifier, sample, ablated)),
+                                          **removal_off}
         scores["raygan_no_cf"] = dataclasses.asdict(score(
             ExplanationArrays.of(ablated), judge=judge, classifier=classifier, negatives=negatives,
             positives=positives, seed=config.seed))
@@ -358,4 +393,4 @@ def run_cell(config: CellConfig, *, preset: Preset, log: Log = print) -> CellRes
 
 
 __all__ = ["ABLATIONS", "ENCODER", "METHODS", "CellConfig", "CellResult", "TrainedClassifier", "counterfactual_scores", "explain_all",
-           "frozen_classifier", "map_scores", "run_cell", "train_classifier"]
+           "frozen_classifier", "map_scores", "run_cell", "signed_maps", "train_classifier"]

@@ -7,6 +7,10 @@ shortcut_chance, lesion_auprc, lesion_chance, twin_agreement, cf_removes_shortcu
 Masses and AUPRCs are means over the explained phantoms carrying the cue; twin agreement is the
 Spearman rho of the map with |x - twin without the shortcut| on the same phantoms. ci95 holds the
 95% bootstrap interval of each metric (seeds, then images; `raygan.metrics.bootstrap`).
+`shortcut_net_share` is the mean net share of the method's signed map on the shortcut (the same as
+the mass for Grad-CAM and the difference map, which carry no sign); the verdict reads it, because the
+reliance it is judged against is a signed mean (cells of runs before 2026-12-07 have no signed maps:
+their verdict reads the mass, as it did then).
 """
 
 from __future__ import annotations
@@ -20,7 +24,12 @@ from raygan.fidelity.cell import ABLATIONS, METHODS, PRIMARY, CellResult
 from raygan.fidelity.verdict import truth, verdict
 from raygan.metrics.bootstrap import bootstrap
 
-METRICS = ("shortcut_mass", "lesion_auprc", "twin_shortcut", "twin_lesions", "cf_removes_shortcut")
+METRICS = ("shortcut_mass", "shortcut_net", "lesion_auprc", "twin_shortcut", "twin_lesions", "cf_removes_shortcut")
+
+
+def _net_key(values: dict[str, list[float]]) -> str:
+    """The per-image statistic the verdict reads: the signed net share where the cell has it, else the mass."""
+    return "shortcut_net" if "shortcut_net" in values else "shortcut_mass"
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -53,6 +62,7 @@ def cell_rows(cell: CellResult, *, ratio: float) -> list[dict[str, Any]]:
     for method in (m for m in METHODS + ABLATIONS if m in cell.per_image):  # earlier runs lack the newer maps
         v = cell.per_image[method]
         mass, chance = _mean(v["shortcut_mass"]), _mean(v["shortcut_chance"])
+        net = _mean(v[_net_key(v)])
         ci = {m: bootstrap([v[m]]).as_list() for m in METRICS if m in v}
         rows.append({
             "world": c.world, "shortcut_kind": c.shortcut_kind, "seed": c.seed, "method": method,
@@ -60,11 +70,11 @@ def cell_rows(cell: CellResult, *, ratio: float) -> list[dict[str, Any]]:
             "n_lesions": cell.sizes["explained_with_lesions"],
             "reliance_shortcut": _none(cell.reliance["shortcut"]["value"]),
             "reliance_lesions": _none(cell.reliance["lesions"]["value"]),
-            "shortcut_mass": _none(mass), "shortcut_chance": _none(chance),
+            "shortcut_mass": _none(mass), "shortcut_chance": _none(chance), "shortcut_net_share": _none(net),
             "lesion_auprc": _none(_mean(v["lesion_auprc"])), "lesion_chance": _none(_mean(v["lesion_chance"])),
             "twin_agreement": _none(_mean(v["twin_shortcut"])), "twin_agreement_lesions": _none(_mean(v["twin_lesions"])),
             "cf_removes_shortcut": _none(_mean(v["cf_removes_shortcut"])) if "cf_removes_shortcut" in v else None,
-            "verdict": verdict(mass, chance, ratio=ratio), "truth": truth(cell.reliance["shortcut"]["value"]),
+            "verdict": verdict(net, chance, ratio=ratio), "truth": truth(cell.reliance["shortcut"]["value"]),
             "ci95": ci,
         })
     return rows
@@ -94,7 +104,10 @@ def pooled_rows(cells: Sequence[CellResult], *, ratio: float) -> list[dict[str, 
                 removal = interval("cf_removes_shortcut")
                 ci["cf_removes_shortcut"] = removal.as_list()
                 cf = _none(removal.value)
-            verdicts = [verdict(_mean(c.per_image[method]["shortcut_mass"]), _mean(c.per_image[method]["shortcut_chance"]),
+            key = _net_key(group[0].per_image[method])
+            net = interval(key)
+            ci["shortcut_net_share"] = net.as_list()
+            verdicts = [verdict(_mean(c.per_image[method][key]), _mean(c.per_image[method]["shortcut_chance"]),
                                 ratio=ratio) for c in group]
             truths = [truth(c.reliance["shortcut"]["value"]) for c in group]
             scored = [(v, t) for v, t in zip(verdicts, truths) if t != "unscored"]
@@ -105,7 +118,7 @@ def pooled_rows(cells: Sequence[CellResult], *, ratio: float) -> list[dict[str, 
                 "reliance_lesions": _none(_mean([c.reliance["lesions"]["value"] for c in group])),
                 "shortcut_mass": _none(mass.value),
                 "shortcut_chance": _none(_mean([_mean(c.per_image[method]["shortcut_chance"]) for c in group])),
-                "mass_over_chance": _none(ratio_mass.value),
+                "mass_over_chance": _none(ratio_mass.value), "shortcut_net_share": _none(net.value),
                 "lesion_auprc": _none(auprc.value),
                 "lesion_chance": _none(_mean([_mean(c.per_image[method]["lesion_chance"]) for c in group])),
                 "twin_agreement": _none(interval("twin_shortcut").value),

@@ -4,10 +4,15 @@ Ground truth, by intervention (issue 10): the measured reliance on the cue is >=
 removing the cue costs the positive call 0.3 of probability on average) -> "relies"; <= IGNORES
 (0.05) -> "does not"; in between the cell is not scored.
 
-The rule, the same for every method (raygan's difference map, Grad-CAM, IG): a map says "relies"
-when the odds of its mean mass on the cue, over the images carrying it, are at least `ratio` times
+The rule, the same for every method (raygan's maps, Grad-CAM, IG): a map says "relies"
+when the odds of its mean share m on the cue, over the images carrying it, are at least `ratio` times
 the odds of the cue's mean area share (what a uniform map would put there): m / (1 - m) >=
-ratio * a / (1 - a). For a small cue (a marker covers 0.5% of the image) this is mass >= ratio x
+ratio * a / (1 - a). The share is the *net* share of the method's own signed attribution where it
+has one (the swap map's window drops, IG's and the traversal attribution's contributions; sum on
+the cue over the sum of magnitudes), and the mass where it has none (Grad-CAM is ReLU'd by
+definition, the difference map is a magnitude). Reliance is a signed mean, p(x) - p(twin) averaged
+over the carriers, so a cue that raises some calls and lowers others is not relied on; a map cut to
+its positive part counts only the first half and calls it a shortcut (fidelity-notes, 2026-12-07). For a small cue (a marker covers 0.5% of the image) this is mass >= ratio x
 area; the odds keep the rule meaningful for large regions too (a border band covering a third of
 the image, where "5 x the area" could never be reached). `ratio` is fixed on the development seed by
 `choose_ratio` (the grid value that gets the most development verdicts right over every method
@@ -29,7 +34,10 @@ IGNORES = 0.05  # at or below this: it does not
 RATIO_GRID = (1.5, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0)  # candidate odds-ratio thresholds
 # The frozen rule, chosen by `raygan fidelity --quick --seeds 0,10` on 2026-12-03 (docs/fidelity-quick.md). It was
 # 2.0, chosen on seed 0 alone; the 2026-12-02 report showed that rule wrong for the swap map in every lesion-only
-# cell, so development seed 10 was added and the ratio chosen again on both (docs/fidelity-notes.md says so).
+# cell, so development seed 10 was added and the ratio chosen again on both (docs/fidelity-notes.md says so). When the
+# rule moved to the net share of signed maps (2026-12-07), the ratio stayed frozen: on that day's development cells
+# (seeds 0 and 10; the swap map, IG, Grad-CAM and the difference map) 3.0 gets 20 of 24 verdicts right, 1.5 and
+# 2.0 get 21 (the one more is the difference map's).
 RATIO = 3.0
 
 

@@ -134,3 +134,46 @@ def test_swap_map_points_at_what_the_classifier_reads_not_at_all_the_counterfact
     same = x.clone()
     same[:, :, 16:26, 16:26] = -0.5
     assert swap_attribution(classifier, x, same).eq(0).all()
+
+
+class MarkerWithContextNet(nn.Module):
+    """Reads the corner marker for the target when the centre is bright and against it when the centre is dark."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        marker = x[:, :, 2:5, 2:5].mean(dim=(1, 2, 3)) + 0.5  # 0 without the marker (background -0.5)
+        centre = torch.sign(x[:, :, 14:18, 14:18].mean(dim=(1, 2, 3)))
+        return torch.stack([torch.zeros_like(marker), 2.0 * centre * marker], dim=1)
+
+
+def test_signed_swap_map_nets_out_a_cue_that_cuts_both_ways():
+    """A cue that raises one call and lowers the other is not relied on: the positive swap map gives it a share
+    in the first image and none in the second (a positive mean), the signed one a positive and a negative share."""
+    classifier = FrozenClassifier(MarkerWithContextNet(), identity_spec())
+    x = torch.full((2, 1, SIZE, SIZE), -0.5)
+    x[:, :, 2:5, 2:5] = 1.0
+    x[0, :, 14:18, 14:18] = 0.5  # bright centre: the marker raises the log-odds
+    x[1, :, 14:18, 14:18] = -0.9  # dark centre: it lowers them
+    counterfactual = x.clone()
+    counterfactual[:, :, 2:5, 2:5] = -0.5  # removes the marker only
+    marker = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    marker[2:5, 2:5] = True
+    positive = swap_attribution(classifier, x, counterfactual)
+    signed = swap_attribution(classifier, x, counterfactual, signed=True)
+    _check_map(positive, 2)
+    assert signed.shape == (2, 1, SIZE, SIZE) and float(signed.abs().max()) == pytest.approx(1.0)
+    share = [float(signed[i, 0][marker].sum() / signed[i, 0].abs().sum()) for i in range(2)]
+    assert share[0] == pytest.approx(1.0) and share[1] == pytest.approx(-1.0)
+    assert float(positive[0, 0][marker].sum() / positive[0, 0].sum()) == pytest.approx(1.0)
+    assert positive[1].eq(0).all()  # the positive map drops the evidence against the target
+    # Where every drop is positive the signed map is the positive one.
+    assert torch.allclose(swap_attribution(classifier, x[:1], counterfactual[:1], signed=True), positive[:1])
+
+
+def test_signed_integrated_gradients_keep_the_sign():
+    classifier = FrozenClassifier(MarkerWithContextNet(), identity_spec())
+    x = torch.full((1, 1, SIZE, SIZE), -0.5)
+    x[:, :, 2:5, 2:5] = 1.0
+    x[:, :, 14:18, 14:18] = -0.9  # the marker counts against the target
+    signed = integrated_gradients(classifier, x, steps=8, signed=True)
+    assert float(signed[0, 0, 2:5, 2:5].sum()) < 0 and float(signed.abs().max()) == pytest.approx(1.0)
+    assert float(integrated_gradients(classifier, x, steps=8)[0, 0, 2:5, 2:5].sum()) > 0  # the default is |IG|

@@ -13,6 +13,7 @@ from raygan.data.phantoms import world_config
 from raygan.fidelity.cell import ENCODER, PRIMARY, CellConfig, map_scores, run_cell
 from raygan.fidelity.phantom_set import render_split, stratified
 from raygan.fidelity.summary import cell_rows
+from raygan.fidelity.verdict import verdict
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,16 @@ def test_map_scores_reward_the_true_cue(phantoms) -> None:
     for i, carries in enumerate(carriers):
         if carries:
             assert flat["shortcut_mass"][i] == pytest.approx(flat["shortcut_chance"][i])
+            assert flat["shortcut_net"][i] == flat["shortcut_mass"][i]  # no signed map: the net share is the mass
+    # A signed map: + on the shortcut, - on the lesions; its net share on the shortcut is its signed sum there
+    # over the sum of magnitudes, whatever the (unsigned) map shown beside it.
+    signed = map_scores(on_shortcut, phantoms, signed=on_shortcut - on_lesions)
+    for i, carries in enumerate(carriers):
+        if carries:
+            area_s, area_l = float(on_shortcut[i].sum()), float(on_lesions[i].sum())
+            assert signed["shortcut_net"][i] == pytest.approx(area_s / (area_s + area_l))
+    against = map_scores(on_shortcut, phantoms, signed=-on_shortcut)
+    assert all(v == pytest.approx(-1.0) for v, c in zip(against["shortcut_net"], carriers) if c)
 
 
 def test_stratified_sample_is_half_carriers(phantoms) -> None:
@@ -63,7 +74,14 @@ def test_tiny_cell_end_to_end() -> None:
     assert set(result.per_image) == {"raygan", "raygan_path", "raygan_swap", "gradcam", "ig", "raygan_no_cf",
                                       "raygan_swap_no_cf"}
     # The ablation's rows stand beside the maps they ablate, with the removal by the same (term-off) counterfactuals.
-    assert set(r["method"] for r in cell_rows(result, ratio=3.0)) == set(result.per_image)
+    rows = cell_rows(result, ratio=3.0)
+    assert set(r["method"] for r in rows) == set(result.per_image)
+    for r in rows:  # the verdict reads the net share of the signed map (the mass for maps without a sign)
+        assert r["verdict"] == verdict(r["shortcut_net_share"], r["shortcut_chance"], ratio=3.0)
+        if r["method"] in ("gradcam", "raygan", "raygan_no_cf"):
+            assert r["shortcut_net_share"] == r["shortcut_mass"]
+    signed = [v for m in ("raygan_swap", "raygan_path", "ig") for v in result.per_image[m]["shortcut_net"]]
+    assert all(-1.0 <= v <= 1.0 for v in signed if not math.isnan(v))
     removal = {m: torch.tensor(result.per_image[m]["cf_removes_shortcut"])
                for m in ("raygan_no_cf", "raygan_swap_no_cf")}
     assert torch.equal(removal["raygan_no_cf"].isnan(), removal["raygan_swap_no_cf"].isnan())
