@@ -300,6 +300,7 @@ def _map_metrics(
 def _audit(ex: _Explained, data: EvaluationData, classifier: FrozenClassifier, *, seed: int) -> list[RegionAudit]:
     """The shortcut audit of the explained images: every mask column (but the lesion truth's
     complement, the lungs) and the built-in border band, each map's verdict beside the reliance."""
+    from raygan.explain.explainer import SIGNED_MAPS, signed_maps
     from raygan.fidelity.audit import audit_regions, border_band
 
     side = ex.images.shape[-1]
@@ -311,7 +312,8 @@ def _audit(ex: _Explained, data: EvaluationData, classifier: FrozenClassifier, *
         return torch.cat([classifier.p_positive(x[i:i + 256].to(device)).cpu() for i in range(0, x.shape[0], 256)])
 
     labels = data.labels if data.labels is not None else None
-    return audit_regions(predict, ex.images, ex.maps, regions, labels=labels, seed=seed)
+    signed = signed_maps(classifier, ex.explanations, names=tuple(n for n in SIGNED_MAPS if n in ex.maps))
+    return audit_regions(predict, ex.images, ex.maps, regions, labels=labels, seed=seed, signed=signed)
 
 
 @torch.no_grad()
@@ -554,8 +556,9 @@ def _audit_markdown(report: EvaluationReport) -> list[str]:
     if not report.audit:
         return []
     lines = ["", f"Shortcut audit: reliance by intervention (each region of a positive call swapped for the same "
-             f"region of negative images) beside what each map says (relies = mass odds >= "
-             f"{report.audit[0].ratio:g} x the region's area odds):", "",
+             f"region of negative images) beside what each map says (relies = odds of the map's share >= "
+             f"{report.audit[0].ratio:g} x the region's area odds; the share is the net share of the signed map "
+             f"where the map has a sign, else the mass):", "",
              "| region | reliance (n) | truth | " + " | ".join(report.audit[0].maps) + " |",
              "|---|---|---|" + "---|" * len(report.audit[0].maps)]
     for a in report.audit:
@@ -563,7 +566,8 @@ def _audit_markdown(report: EvaluationReport) -> list[str]:
         for name in a.maps:
             mv = a.maps.get(name)
             mark = "" if mv is None or mv.agrees is None else (" (right)" if mv.agrees else " (wrong)")
-            cells.append("n/a" if mv is None else f"{mv.verdict}{mark}: mass {_fmt(mv.mass)} vs {_fmt(mv.chance)}")
+            net = "" if mv is None or mv.net is None else f", net {_fmt(mv.net)}"
+            cells.append("n/a" if mv is None else f"{mv.verdict}{mark}: mass {_fmt(mv.mass)}{net} vs {_fmt(mv.chance)}")
         lines.append(f"| {a.region} | {_fmt(a.reliance.value)} ({a.reliance.count}) | {a.truth} | "
                      + " | ".join(cells) + " |")
     return lines

@@ -8,7 +8,7 @@ dataclasses out; the results file and the PNG artifacts are written by `raygan.e
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -215,4 +215,27 @@ class Explainer:
         return out
 
 
-__all__ = ["Explainer", "Explanation", "MAP_NAMES"]
+SIGNED_MAPS = (SWAP_MAP, PATH_MAP, "ig")  # the maps whose attribution carries a sign
+
+
+def signed_maps(classifier: FrozenClassifier, explanations: Sequence[Explanation], *,
+                names: Sequence[str] = SIGNED_MAPS) -> dict[str, torch.Tensor]:
+    """Map name -> the signed form of that map for `explanations` ([N, 1, S, S] in [-1, 1], on the CPU):
+    the swap map from their counterfactuals, the traversal attribution from their frames, IG (where the
+    explanations have an IG map, i.e. captum is installed). What the shortcut verdicts read (the net share
+    on a region); the maps shown stay the non-negative ones. Runs on the classifier's device."""
+    device = classifier.mean.device
+    images = torch.stack([e.image for e in explanations]).to(device)  # [N, C, S, S]
+    out = {}
+    if SWAP_MAP in names:
+        counterfactuals = torch.stack([e.counterfactual for e in explanations]).to(device)
+        out[SWAP_MAP] = swap_attribution(classifier, images, counterfactuals, signed=True).cpu()
+    if PATH_MAP in names:
+        frames = torch.stack([e.traversal_frames for e in explanations]).to(device)  # [N, F, C, S, S]
+        out[PATH_MAP] = path_attribution(classifier, frames, signed=True).cpu()
+    if "ig" in names and "ig" in explanations[0].maps:
+        out["ig"] = integrated_gradients(classifier, images, signed=True).cpu()
+    return out
+
+
+__all__ = ["Explainer", "Explanation", "MAP_NAMES", "SIGNED_MAPS", "signed_maps"]

@@ -7,9 +7,10 @@ collimation edges, text and markers sit on real radiographs). Without twins, the
 the region of each image the classifier calls positive replaced by the same region of an image
 of the other class (labelled negative; called negative when there are no labels), several donors
 per image: p(x) - p(x with the region swapped) is the reliance on whatever the region holds. Each
-map's verdict uses the benchmark's rule (`raygan.fidelity.verdict`: mass on the region >= RATIO x
-the region's area share), so a user reads, per region, what the classifier relies on beside what
-each map claims.
+map's verdict uses the benchmark's rule (`raygan.fidelity.verdict`: the odds of the map's share on the
+region >= RATIO x the odds of the region's area share; the share is the net share of the map's signed
+form where one is given, the mass otherwise), so a user reads, per region, what the classifier relies
+on beside what each map claims.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from raygan.fidelity.verdict import RATIO, Verdict, truth, verdict
-from raygan.metrics.mass import border_region, mass_inside
+from raygan.metrics.mass import border_region, mass_inside, net_share_inside
 from raygan.metrics.reliance import Reliance, reliance
 
 BORDER_FRACTION = 0.1  # the built-in border band: this share of the side on each edge
@@ -34,8 +35,9 @@ class MapVerdict:
 
     mass: float  # mean share of the map's mass inside the region (over the intervened images)
     chance: float  # mean area share of the region: a uniform map's mass
-    verdict: Verdict  # "relies" when mass >= ratio x chance, else "does not"
+    verdict: Verdict  # "relies" when the share's odds >= ratio x chance's, else "does not"
     agrees: bool | None  # the verdict matches the measured truth (None: the truth is unscored)
+    net: float | None = None  # mean net share of the map's signed form in the region, what the verdict read (None: no signed form; the mass was read)
 
 
 @dataclass(frozen=True)
@@ -94,11 +96,13 @@ def audit_regions(
     labels: torch.Tensor | None = None,
     ratio: float = RATIO,
     seed: int = 0,
+    signed: Mapping[str, torch.Tensor] | None = None,
 ) -> list[RegionAudit]:
     """Audit every region ([N, 1, S, S] bool each) of images [N, C, S, S] against every map ([N, 1, S, S]).
 
     Intervened images: those the classifier calls positive; donors: images labelled 0 (`labels` [N],
-    -1 = unlabelled), or called negative when no image is labelled.
+    -1 = unlabelled), or called negative when no image is labelled. `signed`: map name -> the signed
+    form of that map ([N, 1, S, S]); a map that has one is judged by its net share in the region.
     """
     assert callable(predict)
     p = predict(images).double().cpu()
@@ -115,8 +119,13 @@ def audit_regions(
         gt = truth(rel.value)
         for map_name, m in maps.items():
             mass = mass_inside(m[chosen], region[chosen])
-            v = verdict(mass.value, mass.chance, ratio=ratio)
-            verdicts[map_name] = MapVerdict(mass=mass.value, chance=mass.chance, verdict=v,
+            net = None
+            read = mass
+            if signed is not None and map_name in signed:
+                read = net_share_inside(signed[map_name][chosen], region[chosen])
+                net = read.value
+            v = verdict(read.value, read.chance, ratio=ratio)
+            verdicts[map_name] = MapVerdict(mass=mass.value, chance=mass.chance, verdict=v, net=net,
                                             agrees=None if gt == "unscored" or v == "unscored" else v == gt)
         out.append(RegionAudit(region=name, reliance=rel, truth=gt, maps=verdicts, ratio=ratio))
     return out
@@ -189,7 +198,8 @@ def describe(audits: list[RegionAudit]) -> list[str]:
         for name, v in a.maps.items():
             mass = "n/a" if math.isnan(v.mass) else f"{v.mass:.3f}"
             agree = "" if v.agrees is None else (" (right)" if v.agrees else " (WRONG)")
-            lines.append(f"    {name}: mass {mass} (chance {v.chance:.3f}) -> {v.verdict}{agree}")
+            net = "" if v.net is None or math.isnan(v.net) else f", net share {v.net:+.3f}"
+            lines.append(f"    {name}: mass {mass}{net} (chance {v.chance:.3f}) -> {v.verdict}{agree}")
     return lines
 
 

@@ -220,29 +220,6 @@ def counterfactual_scores(explained: list[Any], phantoms: PhantomSet) -> dict[st
     }
 
 
-def _signed_swap(classifier: Any, sample: PhantomSet, explained: list[Any]) -> torch.Tensor:
-    """The signed counterfactual swap map of `sample` with its explanations' counterfactuals, [N, 1, S, S] on the CPU."""
-    from raygan.explain.attribution import swap_attribution
-
-    device = classifier.mean.device
-    counterfactuals = torch.stack([e.counterfactual for e in explained]).to(device)
-    return swap_attribution(classifier, sample.images.to(device), counterfactuals, signed=True).cpu()
-
-
-def signed_maps(classifier: Any, sample: PhantomSet, explained: list[Any]) -> dict[str, torch.Tensor]:
-    """method -> its signed map where the method's attribution carries a sign (the swap map, the traversal
-    attribution, IG); Grad-CAM (ReLU'd by definition) and the difference map (a magnitude) have none."""
-    from raygan.explain.attribution import integrated_gradients, path_attribution
-
-    device = classifier.mean.device
-    frames = torch.stack([e.traversal_frames for e in explained]).to(device)
-    out = {"raygan_swap": _signed_swap(classifier, sample, explained),
-           "raygan_path": path_attribution(classifier, frames, signed=True).cpu()}
-    if "ig" in explained[0].maps:  # captum installed and the map computed
-        out["ig"] = integrated_gradients(classifier, sample.images.to(device), signed=True).cpu()
-    return out
-
-
 ENCODER = "raygan_swap_encoder"  # the audit map from the encoder's inversion (E(x) + K steps): issue 14's row
 
 
@@ -253,7 +230,7 @@ def _encoder_rows(config: CellConfig, preset: Preset, train: PhantomSet, sample:
     """Train the encoder on the training split and explain `sample` from E(x): the swap map's scores, the
     counterfactual's, and the scoring path's, beside the shipped optimisation's (same images, same G and C).
     Returns (the time it finished, the encoder's epochs run)."""
-    from raygan.explain.explainer import Explainer
+    from raygan.explain.explainer import Explainer, signed_maps
     from raygan.scoring import ExplanationArrays, score
     from raygan.train.local import fit_encoder
 
@@ -268,7 +245,7 @@ def _encoder_rows(config: CellConfig, preset: Preset, train: PhantomSet, sample:
     explained = explain_all(explainer, sample, batch=config.batch)
     seconds["explain_encoder"] = time.perf_counter() - t
     per_image[ENCODER] = {**map_scores(torch.stack([e.maps["swap"] for e in explained]), sample,
-                                       signed=_signed_swap(classifier, sample, explained)),
+                                       signed=signed_maps(classifier, explained, names=("swap",))["swap"]),
                           **counterfactual_scores(explained, sample)}
     negatives, positives = real  # the test split's, as for the shipped optimisation's row
     scores["raygan_encoder"] = dataclasses.asdict(score(ExplanationArrays.of(explained), judge=judge,
@@ -283,7 +260,7 @@ def _encoder_rows(config: CellConfig, preset: Preset, train: PhantomSet, sample:
 def run_cell(config: CellConfig, *, preset: Preset, log: Log = print) -> CellResult:
     """Run one cell end to end on the CPU (or the default CUDA device) and return what it measured."""
     from raygan.explain.attribution import swap_attribution
-    from raygan.explain.explainer import Explainer
+    from raygan.explain.explainer import Explainer, signed_maps
     from raygan.metrics.class_consistency import class_consistency
     from raygan.scoring import ExplanationArrays, score
     from raygan.train.local import fit_gan
@@ -341,10 +318,10 @@ def run_cell(config: CellConfig, *, preset: Preset, log: Log = print) -> CellRes
     t = tick("ablation", t)
 
     per_image = {}
-    signed = signed_maps(classifier, sample, explained)
+    signed = signed_maps(classifier, explained)  # what the verdict reads, where a map carries a sign
     for method in METHODS:
         maps = torch.stack([e.maps[MAP_OF[method]] for e in explained])
-        per_image[method] = map_scores(maps, sample, signed=signed.get(method))
+        per_image[method] = map_scores(maps, sample, signed=signed.get(MAP_OF[method]))
     removal = counterfactual_scores(explained, sample)  # the same counterfactuals behind both of raygan's maps
     per_image["raygan"].update(removal)
     per_image[PRIMARY].update(removal)
@@ -358,8 +335,9 @@ def run_cell(config: CellConfig, *, preset: Preset, log: Log = print) -> CellRes
                                      **removal_off}
         swap_off = swap_attribution(classifier, sample.images.to(device),
                                     torch.stack([e.counterfactual for e in ablated]).to(device)).cpu()
-        per_image["raygan_swap_no_cf"] = {**map_scores(swap_off, sample, signed=_signed_swap(classifier, sample, ablated)),
-                                          **removal_off}
+        per_image["raygan_swap_no_cf"] = {
+            **map_scores(swap_off, sample, signed=signed_maps(classifier, ablated, names=("swap",))["swap"]),
+            **removal_off}
         scores["raygan_no_cf"] = dataclasses.asdict(score(
             ExplanationArrays.of(ablated), judge=judge, classifier=classifier, negatives=negatives,
             positives=positives, seed=config.seed))
@@ -393,4 +371,4 @@ def run_cell(config: CellConfig, *, preset: Preset, log: Log = print) -> CellRes
 
 
 __all__ = ["ABLATIONS", "ENCODER", "METHODS", "CellConfig", "CellResult", "TrainedClassifier", "counterfactual_scores", "explain_all",
-           "frozen_classifier", "map_scores", "run_cell", "signed_maps", "train_classifier"]
+           "frozen_classifier", "map_scores", "run_cell", "train_classifier"]

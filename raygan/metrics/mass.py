@@ -40,6 +40,25 @@ def mass_inside(maps: torch.Tensor, regions: torch.Tensor) -> MapMass:
     return MapMass(value=float(share.double().mean()), chance=float(chance.double().mean()), count=count)
 
 
+@torch.no_grad()
+def net_share_inside(signed: torch.Tensor, regions: torch.Tensor) -> MapMass:
+    """Net share of signed maps [N, 1, H, W] inside `regions` [N, 1, H, W] bool: per image, the signed sum
+    in the region over the sum of magnitudes (in [-1, 1]: negative where the region speaks against the
+    target), averaged like `mass_inside`."""
+    assert signed.ndim == 4 and signed.shape[1] == 1, signed.shape  # [N, 1, H, W]
+    assert regions.shape == signed.shape, (regions.shape, signed.shape)  # [N, 1, H, W]
+    m = signed.detach().float().flatten(1)  # [N, P]
+    r = regions.bool().flatten(1)  # [N, P]
+    total = m.abs().sum(1)
+    counted = r.any(1) & (total > 0)
+    count = int(counted.sum())
+    if count == 0:
+        return MapMass(value=math.nan, chance=math.nan, count=0)
+    share = (m * r).sum(1)[counted] / total[counted]
+    chance = r[counted].float().mean(1)
+    return MapMass(value=float(share.double().mean()), chance=float(chance.double().mean()), count=count)
+
+
 def shortcut_mass(maps: torch.Tensor, shortcut_masks: torch.Tensor) -> MapMass:
     """Share of map mass on the planted shortcut (images without one are not counted)."""
     return mass_inside(maps, shortcut_masks)
@@ -70,4 +89,5 @@ def border_mass(maps: torch.Tensor, *, margin: int, corners: bool = False) -> Ma
     return mass_inside(maps, region.expand_as(maps))
 
 
-__all__ = ["MapMass", "border_mass", "border_region", "mass_inside", "outside_lung_mass", "shortcut_mass"]
+__all__ = ["MapMass", "border_mass", "border_region", "mass_inside", "net_share_inside", "outside_lung_mass",
+           "shortcut_mass"]

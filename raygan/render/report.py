@@ -118,12 +118,14 @@ def audit_section(audit: Sequence[Any]) -> str:
         for name in names:
             v = a.maps[name]
             mark = "" if v.agrees is None else (" ✓" if v.agrees else " ✗")
-            cells.append(f"{H.esc(v.verdict)}{mark} · {H.fmt(_finite(v.mass), digits=3)}")
+            net = "" if getattr(v, "net", None) is None else f" (net {H.fmt(_finite(v.net), digits=3)})"
+            cells.append(f"{H.esc(v.verdict)}{mark} · {H.fmt(_finite(v.mass), digits=3)}{net}")
         rows.append(cells)
     note = ('<p class="note">Reliance: mean drop of p(positive) when the region of each positive call is replaced by '
             "the same region of negative images (n = positive calls carrying the region). Truth: relies at >= 0.3, "
-            f"does not at <= 0.05. A map says relies when its mass odds on the region are >= {audit[0].ratio:g} x the "
-            "region's area odds; ✓ / ✗: the map agrees with the measured truth.</p>")
+            f"does not at <= 0.05. A map says relies when the odds of its share on the region are >= {audit[0].ratio:g} x "
+            "the region's area odds; the share is the net share of the signed map (net) where the map has a sign, "
+            "else the mass; ✓ / ✗: the map agrees with the measured truth.</p>")
     return H.table(["region", "reliance (n)", "truth", *(MAP_TITLES.get(n, n) for n in names)], rows) + note
 
 

@@ -28,3 +28,16 @@ def test_outside_lung_and_border():
     assert border_region(8, 8, margin=2).sum() == 64 - 16
     assert border_region(8, 8, margin=2, corners=True).sum() == 16
     assert math.isnan(border_mass(torch.zeros(1, 1, 8, 8), margin=1).value)  # no mass: not counted
+
+
+def test_net_share_counts_evidence_against_the_target_as_negative():
+    from raygan.metrics.mass import net_share_inside
+
+    region = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    region[..., 0:2, 0:2] = True
+    signed = torch.zeros(2, 1, 8, 8)
+    signed[0, 0, 0, 0], signed[0, 0, 5, 5] = 1.0, 1.0  # half its magnitude for the target in the region
+    signed[1, 0, 0, 0], signed[1, 0, 5, 5] = -1.0, 1.0  # the same magnitude against it
+    net = net_share_inside(signed, region)
+    assert net.value == pytest.approx(0.0) and net.count == 2 and net.chance == pytest.approx(4 / 64)
+    assert shortcut_mass(signed.abs(), region).value == pytest.approx(0.5)  # the magnitudes alone: half
