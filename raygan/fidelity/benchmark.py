@@ -166,10 +166,11 @@ def run_benchmark(config: BenchmarkConfig, *, log: Log = print) -> dict[str, Any
     document["reused_cells"] = reused
     document["cell_minutes"] = sum(sum(r.seconds.values()) for r in results) / 60
     if config.quick:  # the development run also says which ratio its cells would choose
-        from raygan.fidelity.summary import _mean
+        from raygan.fidelity.summary import _mean, verdict_statistic
 
-        cases = [Case(mass=_mean(r.per_image[m]["shortcut_mass"]), chance=_mean(r.per_image[m]["shortcut_chance"]),
-                      reliance=r.reliance["shortcut"]["value"]) for r in results for m in (PRIMARY, "gradcam", "ig")]
+        cases = [Case(mass=_mean(r.per_image[m][verdict_statistic(r.per_image[m])]),
+                      chance=_mean(r.per_image[m]["shortcut_chance"]), reliance=r.reliance["shortcut"]["value"])
+                 for r in results for m in (PRIMARY, "gradcam", "ig")]
         document["chosen_ratio"] = choose_ratio(cases)
     stem = "fidelity-quick" if config.quick else "fidelity"
     folder = Path(config.docs) if config.docs else Path(config.out)

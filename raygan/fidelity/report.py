@@ -28,9 +28,14 @@ def _head(*columns: str) -> list[str]:
     return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
 
 
+def _net(row: dict[str, Any]) -> str:
+    """The net share the verdict read, with its interval (rows of runs before 2026-12-07 have none)."""
+    return "-" if row.get("shortcut_net_share") is None else _ci(row, "shortcut_net_share")
+
+
 def _pooled(document: dict[str, Any]) -> list[str]:
     lines = _head("world", "shortcut", "method", "reliance on shortcut / lesions", "shortcut mass [95% CI]", "chance",
-                  "mass / chance", "lesion AUPRC [95% CI]", "chance", "twin agreement",
+                  "mass / chance", "net share (verdict) [95% CI]", "lesion AUPRC [95% CI]", "chance", "twin agreement",
                   "counterfactual removes shortcut", "verdicts right")
     for r in document["pooled"]:
         right = [v == t for v, t in zip(r["verdict"], r["truth"]) if t != "unscored"]
@@ -38,7 +43,7 @@ def _pooled(document: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {r['world']} | {r['shortcut_kind']} | {LABEL[r['method']]} | {_f(r['reliance_shortcut'], 2)} / "
             f"{_f(r['reliance_lesions'], 2)} | {_ci(r, 'shortcut_mass')} | {_f(r['shortcut_chance'], 4)} | "
-            f"{_ci(r, 'mass_over_chance', 1)} | {_ci(r, 'lesion_auprc')} | {_f(r['lesion_chance'], 3)} | "
+            f"{_ci(r, 'mass_over_chance', 1)} | {_net(r)} | {_ci(r, 'lesion_auprc')} | {_f(r['lesion_chance'], 3)} | "
             f"{_f(r['twin_agreement'], 2)} | {removal} | {sum(right)} of {len(right)} |")
     return lines
 
@@ -87,10 +92,17 @@ removed cue acts (tested per cue in tests/data/test_phantoms.py).
 - the counterfactual removes c when, on c's footprint, mean |G(z1, 0) - twin without c| is below
   mean |G(z1, 0) - x|, counted over the images it flips; this is met trivially by a generator that
   never draws c, so cell results also record whether the reconstruction G(z1, z2) drew it;
+- net share on c = the sum of the method's *signed* attribution on c's pixels over the sum of its
+  magnitudes (the swap map's window drops, IG's and the traversal attribution's contributions to the
+  log-odds, negative where a pixel speaks against the call); Grad-CAM (ReLU'd by definition) and the
+  difference map (a magnitude) have no sign, and their net share is their mass;
 - verdict truth: "relies" at measured reliance >= 0.3, "does not" at <= 0.05, unscored in between;
-  the rule, the same for every map: "relies" when the odds of the map's mean mass on the shortcut
+  the rule, the same for every map: "relies" when the odds of the map's mean net share on the shortcut
   are at least R times the odds of its area share (R fixed on development seeds 0 and 10, frozen in
-  `raygan.fidelity.verdict.RATIO`, then reported on seeds 1, 2, 3 and on the stamp);
+  `raygan.fidelity.verdict.RATIO`, then reported on seeds 1, 2, 3 and on the stamp). It reads the
+  signed form because reliance is a signed mean: a cue that raises some calls and lowers others is
+  not relied on, and a map cut to its positive part counts only the first half (runs before
+  2026-12-07 read the mass of the non-negative maps);
 - intervals: 95% bootstrap, resampling seeds, then images within them; "beats" = the interval of
   the paired difference (raygan's audit map, the counterfactual swap map where a run has it, minus the
   baseline, image by image) excludes 0; the targets and verdict accuracy are judged on that map too. Grad-CAM and IG
@@ -121,9 +133,9 @@ def to_markdown(document: dict[str, Any], *, notes: str | None = None) -> str:
         f"- seeds {list(cfg['seeds'])}; cells {[f'{w}/{k}' for w, k in cfg['cells']]}; preset {cfg['preset']}; "
         f"{cfg['phantoms']} phantoms per cell (80/10/10), {cfg['explain']} test phantoms explained per cell "
         f"(half with the shortcut where possible)",
-        f"- verdict rule: 'relies' when the odds of the map's mean mass on the shortcut are >= "
-        f"{document['verdict_ratio']} x the odds of its area share (frozen before the run); truth: measured "
-        "reliance >= 0.3 relies, <= 0.05 does not, else unscored",
+        f"- verdict rule: 'relies' when the odds of the map's mean net share on the shortcut (its mass where the "
+        f"map has no sign) are >= {document['verdict_ratio']} x the odds of its area share (frozen before the run); "
+        "truth: measured reliance >= 0.3 relies, <= 0.05 does not, else unscored",
     ]
     if "chosen_ratio" in document:
         lines.append(f"- the ratio these development cells would choose: {document['chosen_ratio']}")
@@ -145,12 +157,13 @@ def to_markdown(document: dict[str, Any], *, notes: str | None = None) -> str:
               "flip rate). The judge is an independently trained max_cnn (another architecture and seed, same split).", "", *_validity(document)]
     lines += ["", "## Per cell", "",
               *_head("world", "shortcut", "seed", "method", "reliance shortcut / lesions", "shortcut mass (chance)",
-                     "lesion AUPRC (chance)", "twin agreement", "cf removes shortcut", "verdict", "truth")]
+                     "net share", "lesion AUPRC (chance)", "twin agreement", "cf removes shortcut", "verdict", "truth")]
     for r in document["rows"]:
         lines.append(
             f"| {r['world']} | {r['shortcut_kind']} | {r['seed']} | {LABEL[r['method']]} | "
             f"{_f(r['reliance_shortcut'], 2)} / {_f(r['reliance_lesions'], 2)} | {_f(r['shortcut_mass'])} "
-            f"({_f(r['shortcut_chance'], 4)}) | {_f(r['lesion_auprc'])} ({_f(r['lesion_chance'])}) | "
+            f"({_f(r['shortcut_chance'], 4)}) | {_f(r.get('shortcut_net_share'))} | "
+            f"{_f(r['lesion_auprc'])} ({_f(r['lesion_chance'])}) | "
             f"{_f(r['twin_agreement'], 2)} | {_f(r['cf_removes_shortcut'], 2)} | {r['verdict']} | {r['truth']} |")
     lines += ["", "## Sizes and timings per cell", "", *_head("cell", "sizes", "epochs", "seconds")]
     for c in document["cells"]:

@@ -27,7 +27,7 @@ from raygan.metrics.bootstrap import bootstrap
 METRICS = ("shortcut_mass", "shortcut_net", "lesion_auprc", "twin_shortcut", "twin_lesions", "cf_removes_shortcut")
 
 
-def _net_key(values: dict[str, list[float]]) -> str:
+def verdict_statistic(values: dict[str, list[float]]) -> str:
     """The per-image statistic the verdict reads: the signed net share where the cell has it, else the mass."""
     return "shortcut_net" if "shortcut_net" in values else "shortcut_mass"
 
@@ -62,7 +62,7 @@ def cell_rows(cell: CellResult, *, ratio: float) -> list[dict[str, Any]]:
     for method in (m for m in METHODS + ABLATIONS if m in cell.per_image):  # earlier runs lack the newer maps
         v = cell.per_image[method]
         mass, chance = _mean(v["shortcut_mass"]), _mean(v["shortcut_chance"])
-        net = _mean(v[_net_key(v)])
+        net = _mean(v[verdict_statistic(v)])
         ci = {m: bootstrap([v[m]]).as_list() for m in METRICS if m in v}
         rows.append({
             "world": c.world, "shortcut_kind": c.shortcut_kind, "seed": c.seed, "method": method,
@@ -104,7 +104,7 @@ def pooled_rows(cells: Sequence[CellResult], *, ratio: float) -> list[dict[str, 
                 removal = interval("cf_removes_shortcut")
                 ci["cf_removes_shortcut"] = removal.as_list()
                 cf = _none(removal.value)
-            key = _net_key(group[0].per_image[method])
+            key = verdict_statistic(group[0].per_image[method])
             net = interval(key)
             ci["shortcut_net_share"] = net.as_list()
             verdicts = [verdict(_mean(c.per_image[method][key]), _mean(c.per_image[method]["shortcut_chance"]),
@@ -148,4 +148,4 @@ def comparisons(cells: Sequence[CellResult]) -> list[Comparison]:
     return out
 
 
-__all__ = ["Comparison", "METRICS", "cell_rows", "comparisons", "pooled_rows"]
+__all__ = ["Comparison", "METRICS", "cell_rows", "comparisons", "pooled_rows", "verdict_statistic"]

@@ -73,7 +73,7 @@ def verdict(mass: float, chance: float, *, ratio: float) -> Verdict:
 class Case:
     """One (cell, method) on the development seed: what the map says and what is true."""
 
-    mass: float  # mean map mass on the cue over the images carrying it
+    mass: float  # mean share on the cue the verdict reads (net share of a signed map, else mass), over the carriers
     chance: float  # mean area share of the cue over the same images
     reliance: float  # the classifier's measured reliance on the cue
 
