@@ -265,6 +265,29 @@ def integrated_gradients(classifier: FrozenClassifier, images: torch.Tensor, *, 
     return normalise(attr.detach().abs().sum(dim=1, keepdim=True).float())  # [N, 1, H, W]
 
 
+SIGNED_MAPS = (SWAP_MAP, PATH_MAP, "ig")  # the maps whose attribution carries a sign
+
+
+def signed_attributions(classifier: FrozenClassifier, images: torch.Tensor, *,
+                        counterfactuals: torch.Tensor | None = None, frames: torch.Tensor | None = None,
+                        ig: bool = False) -> dict[str, torch.Tensor]:
+    """Map name -> the signed form of that map for images [N, C, S, S] ([N, 1, S, S] in [-1, 1], on the CPU):
+    the swap map where `counterfactuals` [N, C, S, S] are given, the traversal attribution where the
+    traversal `frames` [N, F, C, S, S] are, IG where `ig` (needs captum). What the shortcut verdicts read
+    (the net share on a region); Grad-CAM (ReLU'd by definition) and the difference map (a magnitude) have
+    no signed form. Runs on the classifier's device."""
+    device = classifier.mean.device
+    x = images.to(device)
+    out = {}
+    if counterfactuals is not None:
+        out[SWAP_MAP] = swap_attribution(classifier, x, counterfactuals.to(device), signed=True).cpu()
+    if frames is not None:
+        out[PATH_MAP] = path_attribution(classifier, frames.to(device), signed=True).cpu()
+    if ig:
+        out["ig"] = integrated_gradients(classifier, x, signed=True).cpu()
+    return out
+
+
 def last_conv(classifier: FrozenClassifier) -> nn.Module:
     """The layer Grad-CAM reads (kept under its former name; see `gradcam_layer`)."""
     return gradcam_layer(classifier)[1]
@@ -272,6 +295,6 @@ def last_conv(classifier: FrozenClassifier) -> nn.Module:
 
 __all__ = [
     "CAPTUM_MISSING", "GradCamUnavailable", "MAP_NAMES", "PATH_MAP", "PositiveLogOdds", "difference_map", "gradcam",
-    "gradcam_layer", "integrated_gradients", "last_conv", "normalise", "normalise_signed", "path_attribution", "SWAP_MAP",
-    "swap_attribution", "unavailable_maps",
+    "gradcam_layer", "integrated_gradients", "last_conv", "normalise", "normalise_signed", "path_attribution", "SIGNED_MAPS",
+    "SWAP_MAP", "signed_attributions", "swap_attribution", "unavailable_maps",
 ]

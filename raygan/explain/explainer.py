@@ -17,8 +17,8 @@ from torch import nn
 
 from raygan.config import InversionConfig, TraversalConfig
 from raygan.explain.attribution import (
-    MAP_NAMES, PATH_MAP, SWAP_MAP, difference_map, gradcam, integrated_gradients, path_attribution, swap_attribution,
-    unavailable_maps,
+    MAP_NAMES, PATH_MAP, SIGNED_MAPS, SWAP_MAP, difference_map, gradcam, integrated_gradients, path_attribution,
+    signed_attributions, swap_attribution, unavailable_maps,
 )
 from raygan.explain.inversion import Abandoned, eval_mode, invert
 from raygan.explain.traversal import traverse
@@ -215,27 +215,17 @@ class Explainer:
         return out
 
 
-SIGNED_MAPS = (SWAP_MAP, PATH_MAP, "ig")  # the maps whose attribution carries a sign
-
-
 def signed_maps(classifier: FrozenClassifier, explanations: Sequence[Explanation], *,
                 names: Sequence[str] = SIGNED_MAPS) -> dict[str, torch.Tensor]:
-    """Map name -> the signed form of that map for `explanations` ([N, 1, S, S] in [-1, 1], on the CPU):
-    the swap map from their counterfactuals, the traversal attribution from their frames, IG (where the
-    explanations have an IG map, i.e. captum is installed). What the shortcut verdicts read (the net share
-    on a region); the maps shown stay the non-negative ones. Runs on the classifier's device."""
-    device = classifier.mean.device
-    images = torch.stack([e.image for e in explanations]).to(device)  # [N, C, S, S]
-    out = {}
-    if SWAP_MAP in names:
-        counterfactuals = torch.stack([e.counterfactual for e in explanations]).to(device)
-        out[SWAP_MAP] = swap_attribution(classifier, images, counterfactuals, signed=True).cpu()
-    if PATH_MAP in names:
-        frames = torch.stack([e.traversal_frames for e in explanations]).to(device)  # [N, F, C, S, S]
-        out[PATH_MAP] = path_attribution(classifier, frames, signed=True).cpu()
-    if "ig" in names and "ig" in explanations[0].maps:
-        out["ig"] = integrated_gradients(classifier, images, signed=True).cpu()
-    return out
+    """`signed_attributions` of `explanations` for the maps in `names`: the swap map from their
+    counterfactuals, the traversal attribution from their frames, IG where they have an IG map (captum
+    installed). The maps shown stay the non-negative ones."""
+    images = torch.stack([e.image for e in explanations])  # [N, C, S, S]
+    return signed_attributions(
+        classifier, images,
+        counterfactuals=torch.stack([e.counterfactual for e in explanations]) if SWAP_MAP in names else None,
+        frames=torch.stack([e.traversal_frames for e in explanations]) if PATH_MAP in names else None,
+        ig="ig" in names and "ig" in explanations[0].maps)
 
 
 __all__ = ["Explainer", "Explanation", "MAP_NAMES", "SIGNED_MAPS", "signed_maps"]

@@ -138,12 +138,18 @@ def audit_shards(
     *,
     size: int,
     channels: int,
+    counterfactuals: Mapping[str, torch.Tensor] | None = None,
     limit: int = 2000,
     seed: int = 0,
 ) -> list[RegionAudit]:
     """The audit of explained input rows: `maps` is image_id -> map name -> map [H, W] (uint8 or float in
     [0, 1], e.g. read back from results artifacts); regions are the table's `*_mask` columns and the border
-    band. At most `limit` rows (the first ones with maps) are intervened on."""
+    band. At most `limit` rows (the first ones with maps) are intervened on.
+
+    The verdicts read the signed forms the benchmark reads where they can be recomputed: the swap map's
+    from `counterfactuals` (image_id -> G(z1, 0) [C, S, S] in [-1, 1], e.g. the stored counterfactual PNGs;
+    used when every audited row has one) and IG's from the classifier (when captum is installed). The
+    traversal attribution needs the traversal's frames, which results do not keep: its verdict reads its mass."""
     import numpy as np
     import torch.nn.functional as F
 
@@ -181,7 +187,24 @@ def audit_shards(
             return torch.cat([classifier.p_positive(x[i:i + 256].to(device)).cpu()  # type: ignore[attr-defined]
                               for i in range(0, x.shape[0], 256)])
 
-    return audit_regions(predict, batch.images, stacked, regions, labels=batch.labels, seed=seed)
+    signed = _signed_forms(classifier, batch.images, batch.image_ids, names, counterfactuals)
+    return audit_regions(predict, batch.images, stacked, regions, labels=batch.labels, seed=seed, signed=signed)
+
+
+def _signed_forms(classifier: object, images: torch.Tensor, image_ids: list[str], names: list[str],
+                  counterfactuals: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """The signed forms of the stored maps that can be recomputed from what the audit has (see `audit_shards`)."""
+    import importlib.util
+
+    from raygan.explain.attribution import SWAP_MAP, signed_attributions
+
+    have_cf = (SWAP_MAP in names and counterfactuals is not None
+               and all(i in counterfactuals for i in image_ids))
+    cf = torch.stack([counterfactuals[i] for i in image_ids]) if have_cf else None  # type: ignore[index]
+    ig = "ig" in names and importlib.util.find_spec("captum") is not None
+    if cf is None and not ig:
+        return {}
+    return signed_attributions(classifier, images, counterfactuals=cf, ig=ig)  # type: ignore[arg-type]
 
 
 def border_band(size: int, *, fraction: float = BORDER_FRACTION) -> torch.Tensor:

@@ -149,6 +149,22 @@ def load_maps(results: pa.Table, reader: Reader, *, names: Sequence[str] = MAP_N
     return out
 
 
+def load_counterfactuals(results: pa.Table, reader: Reader, *, size: int, channels: int,
+                         workers: int = 8) -> dict[str, Any]:
+    """The stored counterfactual PNGs (uri_counterfactual) of the ok rows: image_id -> G(z1, 0) [C, S, S] in
+    [-1, 1] (8-bit, as stored), what the audit recomputes the signed swap map from."""
+    from raygan.data.codec import decode_image
+
+    if "uri_counterfactual" not in results.column_names:
+        return {}
+    rows = [r for r in results.select(["image_id", "status", "uri_counterfactual"]).to_pylist()
+            if r["status"] == "ok" and r["uri_counterfactual"]]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        decoded = list(pool.map(lambda r: decode_image(reader(r["uri_counterfactual"]), size=size,
+                                                       channels=channels), rows))
+    return {r["image_id"]: image for r, image in zip(rows, decoded, strict=True)}
+
+
 def figure_link(uri: str | None, artifact_base: str | None) -> str | None:
     """Where a figure link points: `artifact_base` + the part of `uri` from 'artifacts/' on, or `uri` itself."""
     if not uri:
@@ -475,8 +491,10 @@ def write_dataset_report(results_uri: str, out_uri: str, *, artifact_base: str |
         from raygan.fidelity.audit import audit_shards
 
         bundle = load_bundle(bundle_uri, settings=settings)
-        audit = audit_shards(bundle.classifier, read_table(input_uri, settings=settings), maps,
-                             size=bundle.gan.image_size, channels=bundle.gan.channels)
+        size, channels = bundle.gan.image_size, bundle.gan.channels
+        audit = audit_shards(bundle.classifier, read_table(input_uri, settings=settings), maps, size=size,
+                             channels=channels, counterfactuals=load_counterfactuals(results, reader, size=size,
+                                                                                     channels=channels))
     text = dataset_report(
         results,
         title=title or f"raygan dataset report — {root}",

@@ -34,3 +34,47 @@ def test_a_signed_map_is_judged_by_its_net_share() -> None:
     v = judged[0].maps["swap"]
     assert v.verdict == "does not" and v.agrees and abs(v.net) < 0.05
     assert v.mass == plain[0].maps["swap"].mass  # the map shown is the same; only what the verdict reads differs
+
+
+def test_audit_shards_recomputes_the_signed_swap_map_from_stored_counterfactuals(tmp_path) -> None:
+    """`raygan report`'s audit reads the signed swap map (from the stored counterfactuals) as the benchmark
+    does; without counterfactuals, and for the traversal attribution (its frames are not stored), the mass."""
+    import math
+
+    from bundle_helpers import save_tiny_bundle
+
+    from raygan.bundle import load_bundle
+    from raygan.data.phantoms import PhantomConfig, write_phantoms
+    from raygan.data.shards import read_table
+    from raygan.fidelity.audit import audit_shards
+
+    bundle = load_bundle(save_tiny_bundle(tmp_path, steps=1))
+    size, channels = bundle.gan.image_size, bundle.gan.channels
+    data = str(tmp_path / "phantoms")
+    write_phantoms(PhantomConfig(n=12, size=size, seed=0, shortcut_given_positive=1.0, shortcut_given_negative=0.0), data)
+    table = read_table(data)
+    ids = [str(i) for i in table.column("image_id").to_pylist()]
+    torch.manual_seed(1)
+    maps = {i: {"swap": torch.rand(size, size).numpy(), "path": torch.rand(size, size).numpy()} for i in ids}
+    counterfactuals = {i: torch.rand(channels, size, size) * 2 - 1 for i in ids}
+    from raygan.data.shards import decode_rows
+
+    images = decode_rows(table, size=size, channels=channels).images
+    with torch.no_grad():  # shift the untrained classifier's positive logit so that about half its calls are positive
+        p = bundle.classifier.p_positive(images).double()
+        last = [m for m in bundle.classifier.model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        last.bias[bundle.classifier.positive_index] -= float(torch.log(p / (1 - p)).median())
+
+    def run(**kwargs):
+        return {a.region: a for a in audit_shards(bundle.classifier, table, maps, size=size, channels=channels, **kwargs)}
+
+    plain, judged = run(), run(counterfactuals=counterfactuals)
+    assert set(plain) == set(judged) and "border band" in judged
+    assert judged["border band"].reliance.count > 0  # the untrained classifier calls some images positive
+    for region, a in judged.items():
+        swap = a.maps["swap"]
+        assert swap.net is not None and (math.isnan(swap.net) or -1.0 <= swap.net <= 1.0), region  # nan: no carrier
+        assert a.maps["path"].net is None and plain[region].maps["swap"].net is None
+        assert swap.mass == plain[region].maps["swap"].mass  # the map shown is the stored one either way
+    partial = dict(list(counterfactuals.items())[:-1])  # a row without one: no signed form, not a partial one
+    assert all(a.maps["swap"].net is None for a in run(counterfactuals=partial).values())

@@ -152,5 +152,6 @@ def test_report_with_the_shortcut_audit(tmp_path) -> None:
     assert main(["report", "--results", out, "--out", str(audited), "--bundle", bundle, "--input", data]) == 0
     page = audited.read_text()
     assert "Shortcut audit" in page and "No shortcut verdict" not in page
+    assert "(net " in page  # the swap map judged by its signed form, recomputed from the stored counterfactuals
     for region in ("shortcut_mask", "mask", "lung_mask", "border band"):
         assert f"<td>{region}</td>" in page, region
