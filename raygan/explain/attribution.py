@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +55,13 @@ def normalise_signed(maps: torch.Tensor) -> torch.Tensor:
     assert maps.ndim == 4 and maps.shape[1] == 1, maps.shape  # [N, 1, H, W]
     peak = maps.flatten(1).abs().amax(dim=1).view(-1, 1, 1, 1)
     return torch.where(peak > 0, maps / peak.clamp_min(1e-12), torch.zeros_like(maps))
+
+
+class Attributions(NamedTuple):
+    """One attribution method's two forms for the same images, from one computation."""
+
+    map: torch.Tensor  # [N, 1, H, W] in [0, 1]: what is shown (magnitudes, or evidence for the target)
+    signed: torch.Tensor  # [N, 1, H, W] in [-1, 1]: negative where a pixel speaks against the target
 
 
 def difference_map(reconstruction: torch.Tensor, counterfactual: torch.Tensor) -> torch.Tensor:
@@ -169,8 +177,15 @@ def path_attribution(classifier: FrozenClassifier, frames: torch.Tensor, *, sign
     pixel scores only where the generator changed it AND the classifier's decision responded to
     that change. The path stays on the generator's image manifold, unlike IG's straight line from
     a black image. Absolute value, summed over channels, normalised -> [N, 1, H, W] in [0, 1]
-    (`signed`: summed over channels without the absolute value -> [-1, 1]).
+    (`signed`: summed over channels without the absolute value -> [-1, 1]). Both forms at once:
+    `path_attribution_both`.
     """
+    pair = path_attribution_both(classifier, frames)
+    return pair.signed if signed else pair.map
+
+
+def path_attribution_both(classifier: FrozenClassifier, frames: torch.Tensor) -> Attributions:
+    """`path_attribution`'s map and its signed form from one set of gradients."""
     assert frames.ndim == 5 and frames.shape[1] >= 2, frames.shape  # [N, F, C, H, W]
     n, f = frames.shape[:2]
     flat = frames.reshape(n * f, *frames.shape[2:]).float().detach().clone().requires_grad_(True)
@@ -180,9 +195,8 @@ def path_attribution(classifier: FrozenClassifier, frames: torch.Tensor, *, sign
     g = grads.view(n, f, *frames.shape[2:])  # [N, F, C, H, W]
     steps = frames[:, 1:].float() - frames[:, :-1].float()  # [N, F-1, C, H, W]
     total = (steps * (g[:, 1:] + g[:, :-1]) / 2).sum(dim=1)  # [N, C, H, W]
-    if signed:
-        return normalise_signed(total.sum(dim=1, keepdim=True))
-    return normalise(total.abs().sum(dim=1, keepdim=True))
+    return Attributions(map=normalise(total.abs().sum(dim=1, keepdim=True)),
+                        signed=normalise_signed(total.sum(dim=1, keepdim=True)))
 
 
 def _windows(size: int, grid: int) -> tuple[int, int]:
@@ -209,8 +223,16 @@ def swap_attribution(classifier: FrozenClassifier, images: torch.Tensor, counter
     `signed`: every window's drop is shared as it is, negative where the swap raises the log-odds
     (the window held evidence against the target) -> [N, 1, H, W] in [-1, 1]. Its net share on a region
     is what the fidelity verdict reads: a cue whose removal lowers the call in some images and raises it
-    in others nets out, where the positive map would count only the first.
+    in others nets out, where the positive map would count only the first. Both forms from one set of
+    forward passes: `swap_attribution_both`.
     """
+    pair = swap_attribution_both(classifier, images, counterfactuals, grid=grid, chunk=chunk)
+    return pair.signed if signed else pair.map
+
+
+def swap_attribution_both(classifier: FrozenClassifier, images: torch.Tensor, counterfactuals: torch.Tensor, *,
+                          grid: int = 16, chunk: int = 256) -> Attributions:
+    """`swap_attribution`'s map and its signed form from one set of forward passes."""
     assert images.ndim == 4 and images.shape == counterfactuals.shape, (
         images.shape, counterfactuals.shape)  # [N, C, H, W] both
     n, _, h, w = images.shape
@@ -226,6 +248,7 @@ def swap_attribution(classifier: FrozenClassifier, images: torch.Tensor, counter
         masks[k, :, r:r + window, c:c + window] = 1.0
     change = (x - cf).abs().sum(dim=1, keepdim=True)  # [N, 1, H, W]
     out = torch.zeros(n, 1, h, w, device=x.device)
+    out_signed = torch.zeros(n, 1, h, w, device=x.device)
     with torch.no_grad(), eval_mode(classifier):
         base_lp, base_lnp = log_p_and_log_not_p(classifier, x)
         base = base_lp - base_lnp  # [N]
@@ -237,12 +260,11 @@ def swap_attribution(classifier: FrozenClassifier, images: torch.Tensor, counter
                 lp, lnp = log_p_and_log_not_p(classifier, swapped)
                 drops.append(base[i] - (lp - lnp))
             drop = torch.cat(drops).float()  # [L]
-            if not signed:
-                drop = drop.clamp_min(0)  # evidence for the target only
             share = masks * change[i:i + 1]  # [L, 1, H, W]: each window's changed pixels
             share = share / share.flatten(1).sum(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-            out[i] = (share * drop.view(-1, 1, 1, 1)).sum(dim=0)
-    return normalise_signed(out) if signed else normalise(out)
+            out[i] = (share * drop.clamp_min(0).view(-1, 1, 1, 1)).sum(dim=0)  # evidence for the target only
+            out_signed[i] = (share * drop.view(-1, 1, 1, 1)).sum(dim=0)
+    return Attributions(map=normalise(out), signed=normalise_signed(out_signed))
 
 
 def integrated_gradients(classifier: FrozenClassifier, images: torch.Tensor, *, steps: int = 32,
@@ -251,7 +273,14 @@ def integrated_gradients(classifier: FrozenClassifier, images: torch.Tensor, *, 
 
     Absolute attributions, summed over channels, normalised (`signed`: captum's signed attributions
     summed over channels -> [-1, 1]). Needs only input gradients, so it runs on TorchScript models too.
+    Both forms at once: `integrated_gradients_both`.
     """
+    pair = integrated_gradients_both(classifier, images, steps=steps)
+    return pair.signed if signed else pair.map
+
+
+def integrated_gradients_both(classifier: FrozenClassifier, images: torch.Tensor, *, steps: int = 32) -> Attributions:
+    """`integrated_gradients`' map and its signed form from one attribution."""
     from captum.attr import IntegratedGradients
 
     assert images.ndim == 4, images.shape  # [N, C, H, W]
@@ -260,9 +289,9 @@ def integrated_gradients(classifier: FrozenClassifier, images: torch.Tensor, *, 
         ig = IntegratedGradients(PositiveLogOdds(classifier))
         attr = ig.attribute(x, baselines=torch.full_like(x, -1.0), n_steps=steps,
                             internal_batch_size=max(1, x.shape[0]) * min(steps, 8))
-    if signed:
-        return normalise_signed(attr.detach().sum(dim=1, keepdim=True).float())  # [N, 1, H, W]
-    return normalise(attr.detach().abs().sum(dim=1, keepdim=True).float())  # [N, 1, H, W]
+    attr = attr.detach().float()  # [N, C, H, W]
+    return Attributions(map=normalise(attr.abs().sum(dim=1, keepdim=True)),
+                        signed=normalise_signed(attr.sum(dim=1, keepdim=True)))
 
 
 SIGNED_MAPS = (SWAP_MAP, PATH_MAP, "ig")  # the maps whose attribution carries a sign
@@ -294,7 +323,8 @@ def last_conv(classifier: FrozenClassifier) -> nn.Module:
 
 
 __all__ = [
-    "CAPTUM_MISSING", "GradCamUnavailable", "MAP_NAMES", "PATH_MAP", "PositiveLogOdds", "difference_map", "gradcam",
-    "gradcam_layer", "integrated_gradients", "last_conv", "normalise", "normalise_signed", "path_attribution", "SIGNED_MAPS",
-    "SWAP_MAP", "signed_attributions", "swap_attribution", "unavailable_maps",
+    "Attributions", "CAPTUM_MISSING", "GradCamUnavailable", "MAP_NAMES", "PATH_MAP", "PositiveLogOdds", "SIGNED_MAPS",
+    "SWAP_MAP", "difference_map", "gradcam", "gradcam_layer", "integrated_gradients", "integrated_gradients_both",
+    "last_conv", "normalise", "normalise_signed", "path_attribution", "path_attribution_both", "signed_attributions",
+    "swap_attribution", "swap_attribution_both", "unavailable_maps",
 ]

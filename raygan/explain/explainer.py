@@ -17,8 +17,8 @@ from torch import nn
 
 from raygan.config import InversionConfig, TraversalConfig
 from raygan.explain.attribution import (
-    MAP_NAMES, PATH_MAP, SIGNED_MAPS, SWAP_MAP, difference_map, gradcam, integrated_gradients, path_attribution,
-    signed_attributions, swap_attribution, unavailable_maps,
+    MAP_NAMES, PATH_MAP, SIGNED_MAPS, SWAP_MAP, difference_map, gradcam, integrated_gradients_both,
+    path_attribution_both, signed_attributions, swap_attribution_both, unavailable_maps,
 )
 from raygan.explain.inversion import Abandoned, eval_mode, invert
 from raygan.explain.traversal import traverse
@@ -59,6 +59,8 @@ class Explanation:
     target_class: str = ""  # the class explained (name, or output index as text): p_* are p(target class)
     warning: str | None = None  # the bundle's quality-gate warning (class consistency below 0.9), None when it passes
     maps_skipped: dict[str, str] = field(default_factory=dict)  # map name -> why this classifier cannot give it
+    signed: dict[str, torch.Tensor] = field(default_factory=dict)  # [1, S, S] in [-1, 1]: the signed forms of the
+    # maps that have one (SIGNED_MAPS), computed with them; what the shortcut verdicts read
 
 
 def _default_device() -> torch.device:
@@ -166,17 +168,19 @@ class Explainer:
         maps = {"diff": difference_map(walked_end, counterfactual)}
         if self.attributions and should_stop is not None and should_stop():
             raise Abandoned("stopped before the attribution maps: nobody waits for the result")
+        signed = {}  # the signed forms come out of the same computations as the maps
         if self.attributions:
             if "gradcam" not in self.maps_skipped:
                 maps["gradcam"] = gradcam(c, x)
             if "ig" not in self.maps_skipped:
-                maps["ig"] = integrated_gradients(c, x)
+                maps["ig"], signed["ig"] = integrated_gradients_both(c, x)
             # Input gradients along the traversal only: every classifier allows it (TorchScript, no captum).
-            maps[PATH_MAP] = path_attribution(c, trav.frames.to(self.device))
+            maps[PATH_MAP], signed[PATH_MAP] = path_attribution_both(c, trav.frames.to(self.device))
             # Forward passes only, with the counterfactual as what replaces each window.
-            maps[SWAP_MAP] = swap_attribution(c, x, counterfactual)
+            maps[SWAP_MAP], signed[SWAP_MAP] = swap_attribution_both(c, x, counterfactual)
         # One device-to-host copy per tensor, not one per image and field.
         cpu = {k: v.detach().cpu() for k, v in maps.items()}
+        cpu_signed = {k: v.detach().cpu() for k, v in signed.items()}
         recon, counterfactual = recon.float().cpu(), counterfactual.float().cpu()
         z1, z2, steps_used = inv.z1.cpu(), inv.z2.cpu(), inv.steps_used.cpu().tolist()
         curves, final_loss = inv.loss_curve.cpu(), inv.final_loss.cpu().tolist()  # curves [N, T], nan after a stop
@@ -211,17 +215,24 @@ class Explainer:
                 target_class=c.target_name,
                 warning=self.warning,
                 maps_skipped=dict(self.maps_skipped),
+                signed={k: v[i] for k, v in cpu_signed.items()},
             ))
         return out
 
 
 def signed_maps(classifier: FrozenClassifier, explanations: Sequence[Explanation], *,
                 names: Sequence[str] = SIGNED_MAPS) -> dict[str, torch.Tensor]:
-    """`signed_attributions` of `explanations` for the maps in `names`: the swap map from their
-    counterfactuals, the traversal attribution from their frames, IG where they have an IG map (captum
-    installed). The maps shown stay the non-negative ones."""
+    """The signed forms of `explanations`' maps in `names` ([N, 1, S, S] in [-1, 1], on the CPU): those the
+    Explainer kept (`Explanation.signed`), else `signed_attributions` of them (the swap map from their
+    counterfactuals, the traversal attribution from their frames, IG where they have an IG map). The maps
+    shown stay the non-negative ones."""
+    kept = [n for n in names if all(n in e.signed for e in explanations)]
+    out = {n: torch.stack([e.signed[n] for e in explanations]) for n in kept}
+    names = [n for n in names if n not in kept]
+    if not names:
+        return out
     images = torch.stack([e.image for e in explanations])  # [N, C, S, S]
-    return signed_attributions(
+    return out | signed_attributions(
         classifier, images,
         counterfactuals=torch.stack([e.counterfactual for e in explanations]) if SWAP_MAP in names else None,
         frames=torch.stack([e.traversal_frames for e in explanations]) if PATH_MAP in names else None,

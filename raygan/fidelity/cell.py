@@ -259,7 +259,7 @@ def _encoder_rows(config: CellConfig, preset: Preset, train: PhantomSet, sample:
 
 def run_cell(config: CellConfig, *, preset: Preset, log: Log = print) -> CellResult:
     """Run one cell end to end on the CPU (or the default CUDA device) and return what it measured."""
-    from raygan.explain.attribution import swap_attribution
+    from raygan.explain.attribution import swap_attribution_both
     from raygan.explain.explainer import Explainer, signed_maps
     from raygan.metrics.class_consistency import class_consistency
     from raygan.scoring import ExplanationArrays, score
@@ -333,11 +333,10 @@ def run_cell(config: CellConfig, *, preset: Preset, log: Log = print) -> CellRes
         removal_off = counterfactual_scores(ablated, sample)
         per_image["raygan_no_cf"] = {**map_scores(torch.stack([e.maps["diff"] for e in ablated]), sample),
                                      **removal_off}
-        swap_off = swap_attribution(classifier, sample.images.to(device),
-                                    torch.stack([e.counterfactual for e in ablated]).to(device)).cpu()
-        per_image["raygan_swap_no_cf"] = {
-            **map_scores(swap_off, sample, signed=signed_maps(classifier, ablated, names=("swap",))["swap"]),
-            **removal_off}
+        swap_off = swap_attribution_both(classifier, sample.images.to(device),
+                                         torch.stack([e.counterfactual for e in ablated]).to(device))
+        per_image["raygan_swap_no_cf"] = {**map_scores(swap_off.map.cpu(), sample, signed=swap_off.signed.cpu()),
+                                          **removal_off}
         scores["raygan_no_cf"] = dataclasses.asdict(score(
             ExplanationArrays.of(ablated), judge=judge, classifier=classifier, negatives=negatives,
             positives=positives, seed=config.seed))

@@ -82,3 +82,26 @@ def test_an_abandoned_explanation_stops_before_its_maps(tiny_generator, tiny_cla
 def test_wrong_size_is_refused(explainer):
     with pytest.raises(AssertionError):
         explainer.explain(torch.zeros(1, 1, 64, 64), image_ids=["big"])
+
+
+def test_the_signed_forms_come_with_the_maps_and_match_a_recomputation(explainer, tiny_classifier, images):
+    """The Explainer keeps the signed forms of the swap map, the traversal attribution and IG from the same
+    computation as the maps; `signed_maps` returns those, equal to recomputing them from the explanations."""
+    from raygan.explain.attribution import SIGNED_MAPS, signed_attributions
+    from raygan.explain.explainer import signed_maps
+
+    out = explainer.explain(images[:2], image_ids=["x", "y"])
+    assert set(out[0].signed) == set(SIGNED_MAPS)
+    for name, m in out[0].signed.items():
+        assert m.shape == (1, SIZE, SIZE) and m.min() >= -1 and m.max() <= 1
+        if name != SWAP_MAP:  # one channel: the magnitude of the signed form is the map
+            torch.testing.assert_close(m.abs(), out[0].maps[name])
+    kept = signed_maps(tiny_classifier, out)
+    again = signed_attributions(tiny_classifier, torch.stack([e.image for e in out]),
+                                counterfactuals=torch.stack([e.counterfactual for e in out]),
+                                frames=torch.stack([e.traversal_frames for e in out]), ig=True)
+    assert set(kept) == set(again) == set(SIGNED_MAPS)
+    for name in SIGNED_MAPS:
+        torch.testing.assert_close(kept[name], again[name], atol=1e-5, rtol=0)
+    bare = [dataclasses.replace(e, signed={}) for e in out]  # e.g. explanations made without attributions
+    torch.testing.assert_close(signed_maps(tiny_classifier, bare)[SWAP_MAP], kept[SWAP_MAP], atol=1e-5, rtol=0)
