@@ -5,11 +5,12 @@ Every map is [N, 1, H, W], non-negative, scaled to [0, 1] by its own maximum (an
 stays zero). The maps that carry a sign in their own definition (the swap map's window drops, IG's and
 the traversal attribution's contributions to the log-odds) can also be asked for `signed=True`:
 [N, 1, H, W] in [-1, 1], scaled by the largest magnitude, negative where a pixel's change speaks
-against the target. The fidelity benchmark's verdict reads those, because reliance is a signed mean
-(a cue that raises the call in one image and lowers it in the next is not relied on). Grad-CAM and IG come from captum, imported inside the functions (the bare GPU
-machine has no captum; it is the optional `raygan[attributions]`). Both explain the target class
-through the FrozenClassifier, so the classifier's own resizing and normalisation are part of
-what is differentiated; the score they attribute is the target's log-odds, log p / (1 - p) (for
+against the target (their `*_both` forms give the map and its signed form from one computation). The
+shortcut verdicts read those, because reliance is a signed mean (a cue that raises the call in one
+image and lowers it in the next is not relied on). Grad-CAM and IG come from captum, imported inside
+the functions (the bare GPU machine has no captum; it is the optional `raygan[attributions]`). Both
+explain the target class through the FrozenClassifier, so the classifier's own resizing and
+normalisation are part of what is differentiated; the score they attribute is the target's log-odds, log p / (1 - p) (for
 two logits, the logit difference), because the target logit alone can rise with the others and
 say nothing about the decision.
 

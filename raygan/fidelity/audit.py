@@ -187,7 +187,14 @@ def audit_shards(
             return torch.cat([classifier.p_positive(x[i:i + 256].to(device)).cpu()  # type: ignore[attr-defined]
                               for i in range(0, x.shape[0], 256)])
 
-    signed = _signed_forms(classifier, batch.images, batch.image_ids, names, counterfactuals)
+    # Only the positive calls are intervened on (`audit_regions`), so only theirs are computed (the swap
+    # map is about 225 forward passes an image); the other rows' signed forms are never read.
+    positive = predict(batch.images) > 0.5
+    ids = [i for i, keep in zip(batch.image_ids, positive.tolist(), strict=True) if keep]
+    signed = {}
+    for name, form in _signed_forms(classifier, batch.images[positive], ids, names, counterfactuals).items():
+        signed[name] = torch.zeros(len(batch.image_ids), *form.shape[1:])
+        signed[name][positive] = form
     return audit_regions(predict, batch.images, stacked, regions, labels=batch.labels, seed=seed, signed=signed)
 
 
@@ -198,6 +205,8 @@ def _signed_forms(classifier: object, images: torch.Tensor, image_ids: list[str]
 
     from raygan.explain.attribution import SWAP_MAP, signed_attributions
 
+    if not image_ids:  # no positive call: nothing is intervened on
+        return {}
     have_cf = (SWAP_MAP in names and counterfactuals is not None
                and all(i in counterfactuals for i in image_ids))
     cf = torch.stack([counterfactuals[i] for i in image_ids]) if have_cf else None  # type: ignore[index]

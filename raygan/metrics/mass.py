@@ -23,28 +23,17 @@ class MapMass:
     count: int  # images counted: non-empty region and a map with positive mass
 
 
-@torch.no_grad()
 def mass_inside(maps: torch.Tensor, regions: torch.Tensor) -> MapMass:
     """Share of the (non-negative) mass of `maps` [N, 1, H, W] inside `regions` [N, 1, H, W] bool."""
-    assert maps.ndim == 4 and maps.shape[1] == 1, maps.shape  # [N, 1, H, W]
-    assert regions.shape == maps.shape, (regions.shape, maps.shape)  # [N, 1, H, W]
-    m = maps.detach().float().clamp_min(0).flatten(1)  # [N, P]
-    r = regions.bool().flatten(1)  # [N, P]
-    total = m.sum(1)
-    counted = r.any(1) & (total > 0)
-    count = int(counted.sum())
-    if count == 0:
-        return MapMass(value=math.nan, chance=math.nan, count=0)
-    share = (m * r).sum(1)[counted] / total[counted]
-    chance = r[counted].float().mean(1)
-    return MapMass(value=float(share.double().mean()), chance=float(chance.double().mean()), count=count)
+    return net_share_inside(maps.detach().float().clamp_min(0), regions)  # no sign: the net share is the mass
 
 
 @torch.no_grad()
 def net_share_inside(signed: torch.Tensor, regions: torch.Tensor) -> MapMass:
     """Net share of signed maps [N, 1, H, W] inside `regions` [N, 1, H, W] bool: per image, the signed sum
     in the region over the sum of magnitudes (in [-1, 1]: negative where the region speaks against the
-    target), averaged like `mass_inside`."""
+    target; for a non-negative map, its mass share), averaged over the images with a non-empty region and
+    a non-zero map."""
     assert signed.ndim == 4 and signed.shape[1] == 1, signed.shape  # [N, 1, H, W]
     assert regions.shape == signed.shape, (regions.shape, signed.shape)  # [N, 1, H, W]
     m = signed.detach().float().flatten(1)  # [N, P]

@@ -45,7 +45,7 @@ def test_audit_shards_recomputes_the_signed_swap_map_from_stored_counterfactuals
 
     from raygan.bundle import load_bundle
     from raygan.data.phantoms import PhantomConfig, write_phantoms
-    from raygan.data.shards import read_table
+    from raygan.data.shards import decode_rows, read_table
     from raygan.fidelity.audit import audit_shards
 
     bundle = load_bundle(save_tiny_bundle(tmp_path, steps=1))
@@ -57,13 +57,17 @@ def test_audit_shards_recomputes_the_signed_swap_map_from_stored_counterfactuals
     torch.manual_seed(1)
     maps = {i: {"swap": torch.rand(size, size).numpy(), "path": torch.rand(size, size).numpy()} for i in ids}
     counterfactuals = {i: torch.rand(channels, size, size) * 2 - 1 for i in ids}
-    from raygan.data.shards import decode_rows
-
     images = decode_rows(table, size=size, channels=channels).images
-    with torch.no_grad():  # shift the untrained classifier's positive logit so that about half its calls are positive
+    with torch.no_grad():  # make the untrained classifier call half the images positive, none of them near 0.5
         p = bundle.classifier.p_positive(images).double()
+        odds = torch.log(p / (1 - p))  # [N]; an untrained net's log-odds differ by little from image to image
+        middle = float(odds.sort().values[len(ids) // 2 - 1:len(ids) // 2 + 1].mean())
+        scale = 2.0 / float((odds - middle).abs().min())  # every call at least 2 log-odds from the threshold
         last = [m for m in bundle.classifier.model.modules() if isinstance(m, torch.nn.Linear)][-1]
-        last.bias[bundle.classifier.positive_index] -= float(torch.log(p / (1 - p)).median())
+        assert last.out_features == 2  # two logits: scaling both scales the log-odds
+        last.weight.mul_(scale)
+        last.bias.mul_(scale)
+        last.bias[bundle.classifier.positive_index] -= scale * middle
 
     def run(**kwargs):
         return {a.region: a for a in audit_shards(bundle.classifier, table, maps, size=size, channels=channels, **kwargs)}
@@ -76,5 +80,13 @@ def test_audit_shards_recomputes_the_signed_swap_map_from_stored_counterfactuals
         assert swap.net is not None and (math.isnan(swap.net) or -1.0 <= swap.net <= 1.0), region  # nan: no carrier
         assert a.maps["path"].net is None and plain[region].maps["swap"].net is None
         assert swap.mass == plain[region].maps["swap"].mass  # the map shown is the stored one either way
-    partial = dict(list(counterfactuals.items())[:-1])  # a row without one: no signed form, not a partial one
+    with torch.no_grad():
+        called = (bundle.classifier.p_positive(images) > 0.5).tolist()
+    assert sum(called) == len(ids) // 2
+    only_called = {i: v for i, v, c in zip(ids, counterfactuals.values(), called, strict=True) if c}
+    again = run(counterfactuals=only_called)  # only the intervened rows' signed forms are computed and read
+    assert all(again[r].maps["swap"].net == a.maps["swap"].net or math.isnan(a.maps["swap"].net)
+               for r, a in judged.items())
+    missing = next(iter(only_called))  # an intervened row without a counterfactual: no signed form at all
+    partial = {i: v for i, v in counterfactuals.items() if i != missing}
     assert all(a.maps["swap"].net is None for a in run(counterfactuals=partial).values())

@@ -152,6 +152,14 @@ def test_report_with_the_shortcut_audit(tmp_path) -> None:
     assert main(["report", "--results", out, "--out", str(audited), "--bundle", bundle, "--input", data]) == 0
     page = audited.read_text()
     assert "Shortcut audit" in page and "No shortcut verdict" not in page
-    assert "(net " in page  # the swap map judged by its signed form, recomputed from the stored counterfactuals
+    # What the audit recomputes the signed swap map from: every ok row's stored counterfactual, as explained.
+    from raygan.render.dataset import load_counterfactuals, read_results
+
+    results = read_results(out)
+    size = load_bundle(bundle).gan.image_size
+    stored = load_counterfactuals(results, _local_reader, size=size, channels=1)
+    ok = {r["image_id"] for r in results.select(["image_id", "status"]).to_pylist() if r["status"] == "ok"}
+    assert ok and set(stored) == ok
+    assert all(v.shape == (1, size, size) and -1 <= float(v.min()) <= float(v.max()) <= 1 for v in stored.values())
     for region in ("shortcut_mask", "mask", "lung_mask", "border band"):
         assert f"<td>{region}</td>" in page, region
