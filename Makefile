@@ -47,7 +47,7 @@ results-cpu: $(STAMP)
 	  --consistency-z1 1000 --consistency-repeats 5 --threads 1
 
 # The ground-truth fidelity benchmark (docs/fidelity.md): reported seeds 1-3, four cells each, three at a time
-# (the reported runs: 48-64 min on the 2-core machine; 63 min on 2026-12-07 with the resize generator; the GAN
+# (the reported runs: 48-64 min on the 2-core machine; 63 min twice on 2026-12-07 with the resize generator; the GAN
 # epochs stayed below the stage caps).
 fidelity: $(STAMP)
 	$(BIN)/raygan fidelity --workers 3 --docs docs
