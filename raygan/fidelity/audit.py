@@ -201,16 +201,14 @@ def audit_shards(
 def _signed_forms(classifier: object, images: torch.Tensor, image_ids: list[str], names: list[str],
                   counterfactuals: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
     """The signed forms of the stored maps that can be recomputed from what the audit has (see `audit_shards`)."""
-    import importlib.util
-
-    from raygan.explain.attribution import SWAP_MAP, signed_attributions
+    from raygan.explain.attribution import SWAP_MAP, signed_attributions, unavailable_maps
 
     if not image_ids:  # no positive call: nothing is intervened on
         return {}
     have_cf = (SWAP_MAP in names and counterfactuals is not None
                and all(i in counterfactuals for i in image_ids))
     cf = torch.stack([counterfactuals[i] for i in image_ids]) if have_cf else None  # type: ignore[index]
-    ig = "ig" in names and importlib.util.find_spec("captum") is not None
+    ig = "ig" in names and "ig" not in unavailable_maps(classifier)  # type: ignore[arg-type]
     if cf is None and not ig:
         return {}
     return signed_attributions(classifier, images, counterfactuals=cf, ig=ig)  # type: ignore[arg-type]

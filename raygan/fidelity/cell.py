@@ -157,6 +157,7 @@ def map_scores(maps: torch.Tensor, phantoms: PhantomSet, *, signed: torch.Tensor
     for methods whose attribution carries a sign; otherwise the same as shortcut_mass), which the verdict reads.
     """
     from raygan.metrics.localisation import average_precision
+    from raygan.metrics.mass import net_shares
     from raygan.metrics.stats import spearman_rows
 
     n = len(phantoms)
@@ -164,8 +165,7 @@ def map_scores(maps: torch.Tensor, phantoms: PhantomSet, *, signed: torch.Tensor
     nan = [math.nan] * n
     out = {k: list(nan) for k in ("shortcut_mass", "shortcut_chance", "lesion_auprc", "lesion_chance",
                                   "twin_shortcut", "twin_lesions", "shortcut_net")}
-    net = None if signed is None else signed.detach().float().flatten(1).cpu()  # [N, P]
-    assert net is None or net.shape == flat.shape, (signed.shape, maps.shape)  # type: ignore[union-attr]
+    net = None if signed is None else net_shares(signed.cpu(), phantoms.shortcut_masks).tolist()  # [N]
     effects = {cue: (phantoms.images - phantoms.twins[cue]).abs().flatten(1) for cue in ("shortcut", "lesions")}
     rho = {cue: spearman_rows(flat, effects[cue]) for cue in effects}
     for i in range(n):
@@ -174,11 +174,7 @@ def map_scores(maps: torch.Tensor, phantoms: PhantomSet, *, signed: torch.Tensor
             region = phantoms.shortcut_masks[i].flatten()
             out["shortcut_chance"][i] = float(region.double().mean())
             out["shortcut_mass"][i] = float(flat[i][region].sum()) / total if total > 0 else math.nan
-            if net is None:
-                out["shortcut_net"][i] = out["shortcut_mass"][i]
-            else:
-                size = float(net[i].abs().sum())
-                out["shortcut_net"][i] = float(net[i][region].sum()) / size if size > 0 else math.nan
+            out["shortcut_net"][i] = out["shortcut_mass"][i] if net is None else net[i]
             out["twin_shortcut"][i] = float(rho["shortcut"][i])
         if bool(phantoms.has_lesions[i]):
             region = phantoms.lesion_masks[i].flatten()

@@ -29,23 +29,31 @@ def mass_inside(maps: torch.Tensor, regions: torch.Tensor) -> MapMass:
 
 
 @torch.no_grad()
-def net_share_inside(signed: torch.Tensor, regions: torch.Tensor) -> MapMass:
-    """Net share of signed maps [N, 1, H, W] inside `regions` [N, 1, H, W] bool: per image, the signed sum
-    in the region over the sum of magnitudes (in [-1, 1]: negative where the region speaks against the
-    target; for a non-negative map, its mass share), averaged over the images with a non-empty region and
-    a non-zero map."""
+def net_shares(signed: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """Per image, the signed sum of `signed` [N, 1, H, W] inside `regions` [N, 1, H, W] bool over the sum of its
+    magnitudes -> [N] float64 in [-1, 1] (negative where the region speaks against the target; for a
+    non-negative map, its mass share); nan where the region is empty or the map is zero."""
     assert signed.ndim == 4 and signed.shape[1] == 1, signed.shape  # [N, 1, H, W]
     assert regions.shape == signed.shape, (regions.shape, signed.shape)  # [N, 1, H, W]
     m = signed.detach().float().flatten(1)  # [N, P]
     r = regions.bool().flatten(1)  # [N, P]
     total = m.abs().sum(1)
     counted = r.any(1) & (total > 0)
+    share = (m * r).sum(1).double() / total.double().clamp_min(1e-30)
+    return torch.where(counted, share, torch.full_like(share, math.nan))
+
+
+@torch.no_grad()
+def net_share_inside(signed: torch.Tensor, regions: torch.Tensor) -> MapMass:
+    """`net_shares` averaged over the images with a non-empty region and a non-zero map, beside the mean
+    area share of the region over the same images."""
+    share = net_shares(signed, regions)  # [N]
+    counted = ~share.isnan()
     count = int(counted.sum())
     if count == 0:
         return MapMass(value=math.nan, chance=math.nan, count=0)
-    share = (m * r).sum(1)[counted] / total[counted]
-    chance = r[counted].float().mean(1)
-    return MapMass(value=float(share.double().mean()), chance=float(chance.double().mean()), count=count)
+    chance = regions.bool().flatten(1)[counted].float().mean(1)
+    return MapMass(value=float(share[counted].mean()), chance=float(chance.double().mean()), count=count)
 
 
 def shortcut_mass(maps: torch.Tensor, shortcut_masks: torch.Tensor) -> MapMass:
@@ -78,5 +86,5 @@ def border_mass(maps: torch.Tensor, *, margin: int, corners: bool = False) -> Ma
     return mass_inside(maps, region.expand_as(maps))
 
 
-__all__ = ["MapMass", "border_mass", "border_region", "mass_inside", "net_share_inside", "outside_lung_mass",
-           "shortcut_mass"]
+__all__ = ["MapMass", "border_mass", "border_region", "mass_inside", "net_share_inside", "net_shares",
+           "outside_lung_mass", "shortcut_mass"]

@@ -133,20 +133,27 @@ def select_bundle(results: pa.Table, bundle_id: str | None) -> pa.Table:
     return results.filter(pa.array(keep))
 
 
-def load_maps(results: pa.Table, reader: Reader, *, names: Sequence[str] = MAP_NAMES,
-              workers: int = 8) -> dict[str, dict[str, np.ndarray]]:
-    """Read the stored map PNGs (uri_<name>) of the ok rows with `reader`; image_id -> name -> uint8 [H, W]."""
+def _read_artifacts(results: pa.Table, reader: Reader, names: Sequence[str], decode: Callable[[bytes], Any],
+                    workers: int) -> dict[str, dict[str, Any]]:
+    """The stored PNGs (uri_<name>) of the ok rows, read with `reader` on a few threads and decoded;
+    image_id -> name -> decode(bytes)."""
     rows = results.select([c for c in ("image_id", "status", *(f"uri_{n}" for n in names))
                            if c in results.column_names]).to_pylist()
     jobs = [(r["image_id"], n, r[f"uri_{n}"]) for r in rows if r.get("status") == "ok"
             for n in names if r.get(f"uri_{n}")]
     # Object storage answers in ~10-50 ms per GET: a few threads make thousands of maps a matter of seconds.
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        decoded = list(pool.map(lambda job: decode_map(reader(job[2])), jobs))
-    out: dict[str, dict[str, np.ndarray]] = {}
+        decoded = list(pool.map(lambda job: decode(reader(job[2])), jobs))
+    out: dict[str, dict[str, Any]] = {}
     for (image_id, name, _), values in zip(jobs, decoded, strict=True):
         out.setdefault(image_id, {})[name] = values
     return out
+
+
+def load_maps(results: pa.Table, reader: Reader, *, names: Sequence[str] = MAP_NAMES,
+              workers: int = 8) -> dict[str, dict[str, np.ndarray]]:
+    """Read the stored map PNGs (uri_<name>) of the ok rows with `reader`; image_id -> name -> uint8 [H, W]."""
+    return _read_artifacts(results, reader, names, decode_map, workers)
 
 
 def load_counterfactuals(results: pa.Table, reader: Reader, *, size: int, channels: int,
@@ -155,14 +162,11 @@ def load_counterfactuals(results: pa.Table, reader: Reader, *, size: int, channe
     [-1, 1] (8-bit, as stored), what the audit recomputes the signed swap map from."""
     from raygan.data.codec import decode_image
 
-    if "uri_counterfactual" not in results.column_names:
-        return {}
-    rows = [r for r in results.select(["image_id", "status", "uri_counterfactual"]).to_pylist()
-            if r["status"] == "ok" and r["uri_counterfactual"]]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        decoded = list(pool.map(lambda r: decode_image(reader(r["uri_counterfactual"]), size=size,
-                                                       channels=channels), rows))
-    return {r["image_id"]: image for r, image in zip(rows, decoded, strict=True)}
+    def decode(data: bytes) -> Any:
+        return decode_image(data, size=size, channels=channels)
+
+    stored = _read_artifacts(results, reader, ("counterfactual",), decode, workers)
+    return {image_id: pictures["counterfactual"] for image_id, pictures in stored.items()}
 
 
 def figure_link(uri: str | None, artifact_base: str | None) -> str | None:
